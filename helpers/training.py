@@ -1,0 +1,230 @@
+"""QLoRA SFT and DPO with TRL, driven by `helpers.settings`; checkpoints that resume by themselves.
+
+Rerunning `train_sft` / `train_dpo` with the same output folder continues from the last valid
+checkpoint (a corrupt or half-written one is skipped with a message). Metrics are always written
+next to the adapter (``metrics.json``, ``metrics.csv``); wandb is added when asked for or when a
+``WANDB_API_KEY`` is present.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+
+from helpers import models, prompts
+from helpers.settings import DPOSettings, SFTSettings, TrainSettings
+
+log = logging.getLogger(__name__)
+QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def lora_config(s: TrainSettings) -> Any:
+    """The LoRA adapter: r, alpha, dropout and target modules from the settings."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=s.lora_r,
+        lora_alpha=s.lora_alpha,
+        lora_dropout=s.lora_dropout,
+        target_modules=QKVO if s.target_modules == "qkvo" else "all-linear",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def wants_wandb(report_to: str) -> bool:
+    if report_to == "auto":
+        return bool(os.environ.get("WANDB_API_KEY")) or os.environ.get("WANDB_MODE") == "offline"
+    return report_to == "wandb"
+
+
+def common_args(s: TrainSettings) -> dict[str, Any]:
+    """TrainingArguments fields shared by SFTConfig and DPOConfig."""
+    cuda = torch.cuda.is_available()
+    dtype = models.compute_dtype(s.precision) if cuda else torch.float32
+    return dict(
+        output_dir=str(s.output_dir),
+        learning_rate=s.learning_rate,
+        num_train_epochs=s.num_train_epochs,
+        max_steps=s.max_steps,
+        per_device_train_batch_size=s.per_device_train_batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation_steps,
+        max_length=s.max_length,
+        warmup_steps=s.warmup_ratio,
+        lr_scheduler_type=s.lr_scheduler_type,
+        optim=("paged_adamw_8bit" if cuda else "adamw_torch") if s.optim == "auto" else s.optim,
+        gradient_checkpointing=s.gradient_checkpointing,
+        bf16=cuda and dtype == torch.bfloat16,
+        fp16=cuda and dtype == torch.float16,
+        train_sampling_strategy="group_by_length" if s.group_by_length else "random",
+        save_strategy="steps",
+        save_steps=s.save_steps,
+        save_total_limit=s.save_total_limit,
+        logging_steps=s.logging_steps,
+        logging_first_step=True,
+        include_num_input_tokens_seen="non_padding",
+        report_to=["wandb"] if wants_wandb(s.report_to) else "none",
+        run_name=f"{Path(s.root).name}-{s.output_dir.name}",
+        seed=s.seed,
+        dataloader_num_workers=0,
+    )
+
+
+def sft_config(s: SFTSettings, eos_token: str | None = None) -> Any:
+    """`trl.SFTConfig` for these settings (loss on the completion only)."""
+    from trl import SFTConfig
+
+    return SFTConfig(**common_args(s), completion_only_loss=True, eos_token=eos_token, packing=False)
+
+
+def dpo_config(s: DPOSettings) -> Any:
+    """`trl.DPOConfig`; prompts too long for max_length are filtered out in `pairs`, not truncated here."""
+    from trl import DPOConfig
+
+    return DPOConfig(**common_args(s), beta=s.beta, precompute_ref_log_probs=s.precompute_ref_log_probs)
+
+
+def sft_dataset(tokenizer: Any, records: Dataset) -> Dataset:
+    """Records -> ``{"prompt", "completion"}`` strings in the one prompt format."""
+    return records.map(lambda r: prompts.to_prompt_completion(tokenizer, r), remove_columns=records.column_names)
+
+
+def last_valid_checkpoint(output_dir: str | Path) -> str | None:
+    """Newest ``checkpoint-N`` whose state and adapter files are complete; broken ones are reported."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    for ckpt in reversed(ckpts):
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            if not any((ckpt / n).is_file() and (ckpt / n).stat().st_size > 0 for n in ("adapter_model.safetensors", "model.safetensors")):
+                raise FileNotFoundError("no weights")
+            if not (ckpt / "optimizer.pt").is_file():
+                raise FileNotFoundError("no optimizer state")
+            return str(ckpt)
+        except (OSError, ValueError) as e:
+            log.warning("skipping incomplete checkpoint %s (%s); resuming from an earlier one", ckpt, e)
+            print(f"skipping incomplete checkpoint {ckpt} ({e})")
+    return None
+
+
+class MetricsFile(TrainerCallback):
+    """Writes the trainer's log history to ``metrics.json`` in the output folder at every log."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = output_dir / "metrics.json"
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if state.is_world_process_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state.log_history))
+            tmp.replace(self.path)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and how fast it went."""
+
+    output_dir: Path
+    log_history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    tokens_per_s: float = 0.0
+    peak_gib: float = 0.0
+    resumed_from: str | None = None
+
+
+def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
+    """T4 fix: TRL casts a 4-bit model's trainable LoRA weights to bf16, which the fp16 grad scaler
+    cannot unscale ("_amp_foreach_non_finite_check_and_unscale_cuda not implemented for 'BFloat16'").
+    Under fp16 mixed precision the trainable weights go back to fp32, as mixed precision expects."""
+    if trainer.args.fp16:
+        for p in trainer.model.parameters():
+            if p.requires_grad and p.dtype != torch.float32:
+                p.data = p.data.float()
+
+
+def _run(trainer: Any, s: TrainSettings, tokenizer: Any) -> TrainResult:
+    out = s.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    s.to_json(out / "settings.json")
+    keep_adapter_fp32_for_fp16(trainer)
+    resume = last_valid_checkpoint(out)
+    if resume:
+        print(f"resuming from {resume}")
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    history = trainer.state.log_history
+    (out / "metrics.json").write_text(json.dumps(history))
+    import pandas as pd
+
+    pd.DataFrame(history).to_csv(out / "metrics.csv", index=False)
+    tokens = max((h.get("num_input_tokens_seen", 0) for h in history), default=0)
+    result = TrainResult(
+        output_dir=out,
+        log_history=history,
+        seconds=seconds,
+        tokens_per_s=tokens / seconds if seconds else 0.0,
+        peak_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
+        resumed_from=resume,
+    )
+    if s.save_merged:
+        models.save_merged(out, out.with_name(out.name + "-merged"), precision=s.precision)
+    return result
+
+
+def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokenizer: Any = None) -> TrainResult:
+    """QLoRA SFT of ``s.model`` on train records (loss on the target only); resumes if interrupted."""
+    from trl import SFTTrainer
+
+    tokenizer = tokenizer or models.load_tokenizer(s.model)
+    model = model or models.load_model(s.model, precision=s.precision)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(s, eos_token=tokenizer.eos_token),
+        train_dataset=sft_dataset(tokenizer, train_records),
+        processing_class=tokenizer,
+        peft_config=lora_config(s),
+        callbacks=[MetricsFile(s.output_dir)],
+    )
+    return _run(trainer, s, tokenizer)
+
+
+def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any = None) -> TrainResult:
+    """DPO continuing from the SFT adapter; the reference policy is a frozen copy of that adapter.
+
+    TRL adds the copy as a second adapter ("ref") on the same base weights, so the reference is
+    exactly the SFT model at the cost of one extra small adapter, not a second base model.
+    """
+    from trl import DPOTrainer
+
+    base = models.adapter_base(s.sft_dir)
+    if s.model != base:
+        raise ValueError(f"DPO settings name model {s.model!r} but the SFT adapter in {s.sft_dir} was trained on "
+                         f"{base!r}: set model={base!r} or point sft_adapter at an adapter of {s.model!r}")
+    tokenizer = tokenizer or models.load_tokenizer(base)
+    model = model or models.load_adapter_model(s.sft_dir, precision=s.precision, trainable=True)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=dpo_config(s),
+        train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]),
+        processing_class=tokenizer,
+        callbacks=[MetricsFile(s.output_dir)],
+    )
+    return _run(trainer, s, tokenizer)
