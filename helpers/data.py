@@ -201,6 +201,8 @@ def join_and_split(
             report.skip("train", "empty explanation", rid)
         else:
             train_out.append({**rec, **exp})
+    if not train_out:
+        raise ValueError(f"no CommonsenseQA train question has a usable ECQA explanation: check the explanations source; {report}")
     val_out = [{**rec, **(ecqa.get(rid) or {**empty, "id": rid})} for rid, rec in validation.items()]
     report.kept.update({"train": len(train_out), "validation": len(val_out)})
     return DatasetDict(
@@ -253,15 +255,24 @@ def _hub(report: LoadReport) -> DatasetDict:  # pragma: no cover - needs the Hug
 
 @overload
 def load_ecqa(source: str | Path = ..., train_sample_size: int | None = ..., seed: int = ...,
-              return_report: Literal[False] = ...) -> DatasetDict: ...
+              return_report: Literal[False] = ..., holdout_size: int = ...) -> DatasetDict: ...
 @overload
 def load_ecqa(source: str | Path = ..., train_sample_size: int | None = ..., seed: int = ...,
-              return_report: Literal[True] = ...) -> tuple[DatasetDict, LoadReport]: ...
+              return_report: Literal[True] = ..., holdout_size: int = ...) -> tuple[DatasetDict, LoadReport]: ...
 def load_ecqa(source: str | Path = "hub", train_sample_size: int | None = None, seed: int = 42,
-              return_report: bool = False):
-    """Load CSQA + ECQA from ``"hub"`` or a local folder; optionally a seeded train sample."""
+              return_report: bool = False, holdout_size: int = 0):
+    """Load CSQA + ECQA from ``"hub"`` or a local folder; optionally a seeded train sample.
+
+    ``holdout_size`` > 0 moves that many seeded-random train questions into a ``holdout`` split
+    (for choosing hyperparameters without touching validation) before the train sample is drawn.
+    """
     report = LoadReport()
     data = _hub(report) if str(source) == "hub" else _local(Path(source).expanduser(), report)
+    if holdout_size:
+        if not 0 < holdout_size < data["train"].num_rows:
+            raise ValueError(f"holdout_size must be between 1 and {data['train'].num_rows - 1}, got {holdout_size}")
+        parts = data["train"].train_test_split(test_size=holdout_size, seed=seed)
+        data["train"], data["holdout"] = parts["train"], parts["test"]
     if train_sample_size is not None:
         if train_sample_size <= 0:
             raise ValueError(f"train_sample_size must be positive or None, got {train_sample_size}")

@@ -114,7 +114,21 @@ def load_tokenizer(name_or_path: str) -> Any:
     if tok.pad_token is None or tok.pad_token == tok.eos_token and preset is None:
         tok.pad_token = tok.pad_token or tok.eos_token
     tok.padding_side = "left"  # for batched generation; TRL's collators pad on their own
+    _no_second_bos(tok)
     return tok
+
+
+def _no_second_bos(tok: Any) -> None:
+    """Stop the tokenizer adding a bos that the chat template already writes (Llama 3.x).
+
+    TRL tokenizes the rendered prompt strings with the tokenizer's defaults, which would put a
+    second ``<|begin_of_text|>`` in front of every training sequence but not at generation time.
+    """
+    if not tok.bos_token or not getattr(tok, "chat_template", None):
+        return
+    text = tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+    if text.startswith(tok.bos_token) and tok(text)["input_ids"][:2] == [tok.bos_token_id] * 2:
+        tok.add_bos_token = False
 
 
 def hf_token() -> str | None:

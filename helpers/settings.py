@@ -38,6 +38,7 @@ class Settings:
     data_source: str = "hub"  # "hub" or a folder laid out like shared/data/ecqa
     root: str = "artifacts"  # every artifact lives below this folder
     train_sample_size: int | None = None  # None = all leak-free training questions
+    holdout_size: int = 0  # > 0: that many train questions held out for tuning (never validation)
     seed: int = 42
     precision: str = "auto"  # auto: bf16 where the GPU has it, fp16 on a T4, fp32 on CPU
 
@@ -45,6 +46,7 @@ class Settings:
         _need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         _need(self.train_sample_size is None or self.train_sample_size > 0,
               f"train_sample_size must be positive or None, got {self.train_sample_size}")
+        _need(self.holdout_size >= 0, f"holdout_size must be >= 0, got {self.holdout_size}")
         self.validate()
 
     def validate(self) -> None:
@@ -211,6 +213,7 @@ class EvalSettings(Settings):
     """Evaluation of every available stage on the validation set."""
 
     stages: tuple[str, ...] = ("base", "sft", "dpo")  # "base" or folder names under root/outputs
+    split: str = "validation"  # or "holdout" (needs holdout_size > 0): tune there, never on validation
     modes: tuple[str, ...] = ("cot", "letter")
     sample_size: int | None = None  # None = all 1,221 validation questions
     max_new_tokens: int = 192
@@ -220,9 +223,16 @@ class EvalSettings(Settings):
         self.stages, self.modes = tuple(self.stages), tuple(self.modes)
         super().__post_init__()
 
+    @property
+    def eval_dir(self) -> Path:
+        """``root/eval`` for validation, ``root/eval-holdout`` for the tuning slice."""
+        return self.root_dir / ("eval" if self.split == "validation" else "eval-holdout")
+
     def validate(self) -> None:
         _need(set(self.modes) <= {"cot", "letter"} and bool(self.modes), f"modes must be cot and/or letter, got {self.modes}")
         _need(bool(self.stages), "stages must name at least one stage")
+        _need(self.split in ("validation", "holdout"), f"split must be 'validation' or 'holdout', got {self.split!r}")
+        _need(self.split != "holdout" or self.holdout_size > 0, "split='holdout' needs holdout_size > 0")
         _need(self.sample_size is None or self.sample_size > 0, f"sample_size must be positive or None, got {self.sample_size}")
         _need(self.max_new_tokens >= 8, f"max_new_tokens must be >= 8, got {self.max_new_tokens}")
         _need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

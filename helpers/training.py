@@ -183,6 +183,9 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any) -> TrainResult:
         peak_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
         resumed_from=resume,
     )
+    summary = {k: v for k, v in vars(result).items() if k not in ("output_dir", "log_history")}
+    summary["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     if s.save_merged:
         models.save_merged(out, out.with_name(out.name + "-merged"), precision=s.precision)
     return result

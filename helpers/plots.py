@@ -1,0 +1,96 @@
+"""Charts for the notebooks; each function returns a `matplotlib.figure.Figure`.
+
+Figures are built without pyplot, so nothing global changes and a returned figure is shown once
+in Jupyter (as the cell's value) and can be saved with ``fig.savefig(path)``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from helpers.answers import LETTERS
+
+CHANCE = 1 / len(LETTERS)
+
+
+def accuracy_chart(summary_df: pd.DataFrame, title: str = "CommonsenseQA validation accuracy") -> Figure:
+    """Grouped bars: accuracy per model (groups) and mode (bars), 95% Wilson CIs, 20% chance line."""
+    needed = {"model", "mode", "accuracy", "ci_low", "ci_high"}
+    if not needed <= set(summary_df.columns):
+        raise ValueError(f"summary_df needs columns {sorted(needed)} (from helpers.metrics.summarize)")
+    models = list(dict.fromkeys(summary_df["model"]))
+    modes = list(dict.fromkeys(summary_df["mode"]))
+    fig = Figure(figsize=(1.6 + 1.4 * len(models) * max(1, len(modes)) / 2, 4), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(modes))
+    x = np.arange(len(models))
+    for k, mode in enumerate(modes):
+        sub = summary_df[summary_df["mode"] == mode].set_index("model").reindex(models)
+        acc = sub["accuracy"].to_numpy(dtype=float)
+        err = np.vstack([acc - sub["ci_low"].to_numpy(dtype=float), sub["ci_high"].to_numpy(dtype=float) - acc])
+        bars = ax.bar(x + (k - (len(modes) - 1) / 2) * width, acc, width, yerr=err, capsize=3, label=mode)
+        ax.bar_label(bars, labels=["" if np.isnan(a) else f"{a:.0%}" for a in acc], padding=2, fontsize=8)
+    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE:.0%})")
+    ax.set_xticks(x, models)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (95% Wilson CI)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def loss_curve(log_history: Sequence[Mapping], keys: Sequence[str] = ("loss",)) -> Figure:
+    """One panel per key of a trainer's ``state.log_history`` (dicts with "step"), against the step."""
+    fig = Figure(figsize=(4.5 * len(keys), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        points = [(e["step"], e[key]) for e in log_history if "step" in e and e.get(key) is not None]
+        if not points:
+            raise ValueError(f"no {key!r} values in the log history: did training log any step (logging_steps)?")
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def length_histograms(prompt_lens: Sequence[int], completion_lens: Sequence[int]) -> Figure:
+    """Token-length histograms of prompts and completions, with the median and the maximum marked."""
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    for ax, (name, lens) in zip(fig.subplots(1, 2), (("prompt", prompt_lens), ("completion", completion_lens))):
+        lens = np.asarray(lens)
+        if lens.size == 0:
+            raise ValueError(f"no {name} lengths to plot")
+        ax.hist(lens, bins=min(40, max(5, len(np.unique(lens)))), color="tab:blue", alpha=0.8)
+        ax.axvline(np.median(lens), color="black", linestyle="--", linewidth=1, label=f"median {np.median(lens):.0f}")
+        ax.axvline(lens.max(), color="tab:red", linestyle=":", linewidth=1, label=f"max {lens.max()}")
+        ax.set_xlabel(f"{name} tokens")
+        ax.set_ylabel("examples")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def answer_distribution(letters_by_split: Mapping[str, Sequence[str | None]]) -> Figure:
+    """Share of each answer letter per split (gold answers, or a model's parsed answers)."""
+    counts = {split: Counter(v if v in LETTERS else "none" for v in letters) for split, letters in letters_by_split.items()}
+    labels = list(LETTERS) + (["none"] if any(c["none"] for c in counts.values()) else [])
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(counts))
+    x = np.arange(len(labels))
+    for k, (split, c) in enumerate(counts.items()):
+        total = sum(c.values()) or 1
+        ax.bar(x + (k - (len(counts) - 1) / 2) * width, [c[lab] / total for lab in labels], width,
+               label=f"{split} (n={sum(c.values())})")
+    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("share")
+    ax.set_title("answer letters")
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,102 @@
+"""The main job: notebooks 01 -> 05 executed headless in order, artifacts under one folder.
+
+    python scripts/run_pipeline.py --preset demo --data ../shared/data/ecqa --out runs/demo
+
+Presets: ``demo`` (the embedded SmolLM2-135M on CPU, a small seeded sample; `make demo`) and
+``smoke`` (the smallest run that executes every cell; used by the tests). The executed
+notebooks land in OUT/notebooks, the artifacts in OUT/artifacts, and the results table is
+printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["01_data", "02_pairs", "03_sft", "04_dpo", "05_eval"]
+# Order matters for the artifacts: pairs need the SFT adapter when on-policy, so 03 runs before 02.
+ORDER = ["01_data", "03_sft", "02_pairs", "04_dpo", "05_eval"]
+
+COMMON = {"MODEL": "smollm2-135m", "TRAIN_SAMPLE_SIZE": 64}
+PRESETS: dict[str, dict[str, dict]] = {
+    "smoke": {
+        "*": {**COMMON, "TRAIN_SAMPLE_SIZE": 12},
+        "02_pairs": {"STRATEGY": "on_policy", "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6}},
+        "03_sft": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                                 "gradient_checkpointing": False, "save_steps": 2, "logging_steps": 1, "max_length": 320}},
+        "04_dpo": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+                                 "gradient_checkpointing": False, "save_steps": 2, "logging_steps": 1, "max_length": 384}},
+        "05_eval": {"EVAL_SAMPLE_SIZE": 6, "OVERRIDES": {"max_new_tokens": 24, "batch_size": 6}},
+    },
+    "demo": {
+        "*": COMMON,
+        "02_pairs": {"STRATEGY": "on_policy", "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16}},
+        "03_sft": {"OVERRIDES": {"max_steps": 40, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                                 "learning_rate": 5e-4, "gradient_checkpointing": False, "save_steps": 10,
+                                 "logging_steps": 2, "max_length": 384}},
+        "04_dpo": {"OVERRIDES": {"max_steps": 16, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                                 "learning_rate": 5e-5, "gradient_checkpointing": False, "save_steps": 8,
+                                 "logging_steps": 2, "max_length": 448}},
+        "05_eval": {"EVAL_SAMPLE_SIZE": 48, "OVERRIDES": {"max_new_tokens": 96, "batch_size": 16}},
+    },
+}
+
+
+def parameters(preset: str, notebook: str, data: str, root: Path) -> dict:
+    """Papermill parameters for one notebook of a preset."""
+    table = PRESETS[preset]
+    return {**table["*"], **table.get(notebook, {}), "DATA_SOURCE": data, "ROOT": str(root)}
+
+
+def run(preset: str, data: str, out: Path, only: list[str] | None = None) -> Path:
+    """Execute the notebooks in order; return the artifacts root."""
+    import papermill as pm
+
+    out = out.resolve()
+    root, executed = out / "artifacts", out / "notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    data = str(Path(data).resolve()) if data != "hub" else data
+    names = [n for n in ORDER if not only or n in only]
+    for i, name in enumerate(names, 1):
+        start = time.perf_counter()
+        print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        pm.execute_notebook(
+            str(REPO / "notebooks" / f"{name}.ipynb"),
+            str(executed / f"{name}.ipynb"),
+            parameters=parameters(preset, name, data, root),
+            cwd=str(REPO / "notebooks"),
+            kernel_name="python3",
+            progress_bar=False,
+        )
+        print(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - start:.0f} s", flush=True)
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    parser.add_argument("--data", default="../shared/data/ecqa", help="ECQA folder (layout of shared/data/ecqa) or 'hub'")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--only", nargs="*", help="run only these notebooks (names like 03_sft)")
+    args = parser.parse_args()
+    if args.data != "hub" and not Path(args.data).is_dir():
+        sys.exit(f"data folder {args.data} not found: pass --data PATH (layout of shared/data/ecqa) or --data hub")
+    start = time.perf_counter()
+    root = run(args.preset, args.data, args.out, args.only)
+    table = root / "eval" / "results.csv"
+    if table.is_file():
+        import pandas as pd
+
+        print(f"\nresults ({table}):")
+        print(pd.read_csv(table).to_string(index=False))
+        comparisons = root / "eval" / "comparisons.csv"
+        if comparisons.is_file():
+            print(pd.read_csv(comparisons).to_string(index=False))
+    print(f"\npipeline finished in {time.perf_counter() - start:.0f} s; executed notebooks in {args.out / 'notebooks'}")
+
+
+if __name__ == "__main__":
+    main()

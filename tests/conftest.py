@@ -1,0 +1,47 @@
+"""Shared fixtures: the real ECQA data folder (env var ECQA_DATA, default ../shared/data/ecqa) and SmolLM2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ecqa_dir() -> Path:
+    """The local CSQA + ECQA folder; tests that need it are skipped when it is absent."""
+    path = Path(os.environ.get("ECQA_DATA", REPO.parent / "shared" / "data" / "ecqa"))
+    if not path.is_dir():
+        pytest.skip(f"ECQA data not found at {path}: set ECQA_DATA to the folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ecqa_loaded(ecqa_dir: Path) -> tuple[Any, Any]:
+    """``load_ecqa(ecqa_dir, return_report=True)`` once per session: (DatasetDict, LoadReport)."""
+    from helpers.data import load_ecqa
+
+    return load_ecqa(ecqa_dir, return_report=True)
+
+
+SMOL = "smollm2-135m"
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer() -> Any:
+    """SmolLM2-135M-Instruct's tokenizer as `helpers.models` loads it (eos <|im_end|>, pad <|endoftext|>)."""
+    from helpers.models import load_tokenizer
+
+    return load_tokenizer(SMOL)
+
+
+@pytest.fixture
+def smol_model() -> Callable[[], Any]:
+    """Factory: a fresh SmolLM2-135M-Instruct (fp32 on CPU) per call, since training mutates it."""
+    from helpers.models import load_model
+
+    return lambda: load_model(SMOL)

@@ -1,0 +1,305 @@
+"""Tests for helpers.pairs: offline and on-policy pairs, checks, resumable sampling, JSONL I/O."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from helpers import pairs as P
+from helpers.answers import LETTERS, extract_answer
+from helpers.data import load_ecqa
+from helpers.generation import Generation
+from helpers.prompts import render_completion, render_prompt, target_text
+from helpers.settings import PairSettings
+
+
+@pytest.fixture(scope="module")
+def tok(smol_tokenizer):
+    return smol_tokenizer
+
+
+@pytest.fixture(scope="module")
+def records(ecqa_dir):
+    return list(load_ecqa(ecqa_dir, train_sample_size=20)["train"])
+
+
+def choice(record, letter):
+    return record["choices"][LETTERS.index(letter)]
+
+
+def with_answer(letter):
+    return f"Some reasoning about it.\nAnswer: {letter}"
+
+
+# ---------------------------------------------------------------- offline pairs
+
+
+def test_offline_pairs_on_real_records(tok, records):
+    pairs = P.build_offline_pairs(tok, records, seed=0)
+    assert len(pairs) == len(records) == 20
+    by_id = {r["id"]: r for r in records}
+    kinds = {p["kind"] for p in pairs}
+    assert kinds <= {"offline-swap", "offline-template"}
+    n_swap = 0
+    for p in pairs:
+        rec = by_id[p["id"]]
+        assert tuple(p) == P.PAIR_KEYS
+        assert p["prompt"] == render_prompt(tok, rec)
+        assert p["chosen"] == render_completion(tok, rec, target_text(rec["explanation"], rec["answer"]))
+        assert p["gold"] == p["chosen_letter"] == rec["answer"] == extract_answer(p["chosen"])
+        assert extract_answer(p["rejected"]) == p["rejected_letter"] != rec["answer"]
+        assert p["chosen"].endswith(tok.eos_token) and p["rejected"].endswith(tok.eos_token)
+        assert P.check_pair(tok, rec, p, max_length=1024) is None
+        wrong = choice(rec, p["rejected_letter"]).lower()
+        if p["kind"] == "offline-swap":
+            n_swap += 1
+            assert wrong.rstrip("s") in p["rejected"].lower(), p["rejected"]
+    assert n_swap >= 10  # most ECQA explanations name the gold option
+
+
+def test_offline_pairs_are_seeded_per_question(tok, records):
+    a = P.build_offline_pairs(tok, records[:8], seed=1)
+    b = P.build_offline_pairs(tok, list(reversed(records[:8])), seed=1)
+    assert sorted(a, key=lambda p: p["id"]) == sorted(b, key=lambda p: p["id"])
+    letters = lambda seed: [p["rejected_letter"] for p in P.build_offline_pairs(tok, records, seed=seed)]  # noqa: E731
+    assert letters(1) != letters(2)
+
+
+def test_swap_mentions_swaps_both_ways_and_keeps_case():
+    text = "The passage is called hallway and Hallway have floor. Carpet is not something that have floor."
+    out, n = P.swap_mentions(text, "hallway", "carpet")
+    assert n == 2
+    assert out == "The passage is called carpet and Carpet have floor. Hallway is not something that have floor."
+
+
+def test_swap_mentions_whole_words_plurals_and_longer_first():
+    assert P.swap_mentions("The carpet is in the car.", "car", "bus") == ("The carpet is in the bus.", 1)
+    assert P.swap_mentions("Cars are fast.", "car", "bus") == ("Buss are fast.", 1)  # plural suffix is kept
+    assert P.swap_mentions("Found at movie theater, not a theater.", "movie theaters", "theater") == (
+        "Found at theater, not a movie theaters.", 1)
+    assert P.swap_mentions("Nothing here.", "car", "bus") == ("Nothing here.", 0)
+
+
+def test_offline_template_when_gold_text_is_absent(tok, records):
+    rec = dict(records[0], explanation="This explanation names none of the options at all.")
+    pair = P.offline_pair(tok, rec, random.Random(0))
+    wrong = choice(rec, pair["rejected_letter"])
+    assert pair["kind"] == "offline-template"
+    assert wrong in pair["rejected"].lower() or wrong.capitalize() in pair["rejected"]
+    assert rec["concept"] in pair["rejected"]
+    assert P.check_pair(tok, rec, pair) is None
+
+
+def test_offline_pair_none_when_every_option_is_the_gold_text(tok, records):
+    rec = dict(records[0], choices=["same"] * 5)
+    assert P.offline_pair(tok, rec, random.Random(0)) is None
+
+
+# ---------------------------------------------------------------- check_pair
+
+
+def test_check_pair_catches_each_bad_kind(tok, records):
+    rec = records[0]
+    good = P.offline_pair(tok, rec, random.Random(0))
+    gold, wrong = rec["answer"], good["rejected_letter"]
+    assert P.check_pair(tok, rec, good) is None
+    bad = {
+        "prompt differs": dict(good, prompt=render_prompt(tok, records[1])),
+        "chosen equals rejected": dict(good, rejected=good["chosen"]),
+        "end-of-turn": dict(good, rejected=good["rejected"].removesuffix(tok.eos_token)),
+        "chosen does not parse to gold": dict(good, chosen=render_completion(tok, rec, with_answer(wrong))),
+        "rejected parses to gold": dict(good, rejected=render_completion(tok, rec, f"Hmm.\nAnswer: {gold}")),
+    }
+    for expected, pair in bad.items():
+        assert expected in P.check_pair(tok, rec, pair)
+    assert "max_length" in P.check_pair(tok, rec, good, max_length=64)
+    assert P.check_pair(tok, rec, good, max_length=4096) is None
+
+
+# ---------------------------------------------------------------- on-policy pairs
+
+
+def test_on_policy_pair_mixed_prefers_a_wrong_letter(tok, records):
+    rec = records[0]
+    gold = rec["answer"]
+    wrong = next(x for x in LETTERS if x != gold)
+    samples = [with_answer(gold), "I am not sure.", with_answer(wrong), with_answer(gold)]
+    assert P.sample_outcome(rec, samples) == "mixed"
+    for seed in range(10):
+        pair = P.on_policy_pair(tok, rec, samples, random.Random(seed))
+        assert pair["kind"] == "on-policy"
+        assert extract_answer(pair["chosen"]) == pair["chosen_letter"] == gold
+        assert extract_answer(pair["rejected"]) == pair["rejected_letter"] == wrong
+        assert P.check_pair(tok, rec, pair) is None
+
+
+def test_on_policy_pair_unparseable_rejected_when_no_wrong_letter(tok, records):
+    rec = records[0]
+    pair = P.on_policy_pair(tok, rec, [with_answer(rec["answer"]), "no answer line"], random.Random(0))
+    assert pair["rejected_letter"] is None and extract_answer(pair["rejected"]) is None
+    assert P.check_pair(tok, rec, pair) is None
+
+
+def test_on_policy_pair_none_when_all_agree(tok, records):
+    rec = records[0]
+    gold = rec["answer"]
+    wrong = next(x for x in LETTERS if x != gold)
+    cases = {
+        "all correct": [with_answer(gold)] * 3,
+        "all wrong": [with_answer(wrong), "garbled", with_answer(wrong)],
+    }
+    for outcome, samples in cases.items():
+        assert P.sample_outcome(rec, samples) == outcome
+        assert P.on_policy_pair(tok, rec, samples, random.Random(0)) is None
+    assert P.sample_outcome(rec, ["", "Answer: F"]) == "all wrong"
+    assert P.on_policy_pair(tok, rec, ["", "Answer: F"], random.Random(0)) is None
+
+
+# ---------------------------------------------------------------- resumable sampling
+
+
+class FakeGenerate:
+    """Stands in for generation.generate_all: each sample echoes its question; can die after n batches."""
+
+    def __init__(self, answers=None, die_after=None):
+        self.answers, self.die_after, self.prompts, self.kwargs = answers or {}, die_after, [], []
+
+    def __call__(self, model, tok, prompts, batch_size=32, **kwargs):
+        self.kwargs.append(dict(kwargs, batch_size=batch_size))
+        k = kwargs["num_return_sequences"]
+        for b, start in enumerate(range(0, len(prompts), batch_size)):
+            if self.die_after is not None and b >= self.die_after:
+                raise KeyboardInterrupt("killed")
+            idx = list(range(start, min(start + batch_size, len(prompts))))
+            self.prompts += [prompts[i] for i in idx]
+            yield idx, [[Generation(self.text(prompts[i], j), 1) for j in range(k)] for i in idx]
+
+    def text(self, prompt, j):
+        question = re.search(r"Question: (.*)", prompt).group(1)
+        letters = self.answers.get(question)
+        return f"{question} #{j}" + (f"\nAnswer: {letters[j % len(letters)]}" if letters else "")
+
+
+def test_sample_on_policy_resumes_after_a_kill(tok, records, tmp_path, monkeypatch):
+    recs = records[:5]
+    settings = PairSettings(root=str(tmp_path), samples_per_question=2, batch_size=4, temperature=0.7, max_new_tokens=16)
+    path = tmp_path / "samples.jsonl"
+    first = FakeGenerate(die_after=1)
+    monkeypatch.setattr("helpers.generation.generate_all", first)
+    with pytest.raises(KeyboardInterrupt):
+        P.sample_on_policy(object(), tok, recs, settings, path)
+    assert first.kwargs[0] == {"batch_size": 2, "max_new_tokens": 16, "temperature": 0.7, "num_return_sequences": 2}
+    assert len(path.read_text().splitlines()) == 2
+    with path.open("a") as f:
+        f.write('{"id": "' + recs[4]["id"] + '", "samp')  # a kill mid-write
+
+    second = FakeGenerate()
+    monkeypatch.setattr("helpers.generation.generate_all", second)
+    samples = P.sample_on_policy(object(), tok, recs, settings, path)
+    assert len(second.prompts) == 3  # only the questions not done
+    ids = [json.loads(line)["id"] for line in path.read_text().splitlines()]
+    assert sorted(ids) == sorted(r["id"] for r in recs)  # each id exactly once, broken line gone
+    assert list(samples) == [r["id"] for r in recs]
+    for r in recs:
+        assert [s.split(" #")[0] for s in samples[r["id"]]] == [r["question"]] * 2
+
+    third = FakeGenerate()
+    monkeypatch.setattr("helpers.generation.generate_all", third)
+    assert P.sample_on_policy(object(), tok, recs[:3], settings, path) == {r["id"]: samples[r["id"]] for r in recs[:3]}
+    assert third.prompts == []
+
+
+@pytest.mark.parametrize("when_all_agree", ["offline", "skip"])
+def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypatch, when_all_agree):
+    recs = records[:6]
+    wrong = lambda r: next(x for x in LETTERS if x != r["answer"])  # noqa: E731
+    plans = [lambda r: [r["answer"], wrong(r)], lambda r: [r["answer"]] * 2, lambda r: [wrong(r)] * 2]
+    answers = {r["question"]: plans[i % 3](r) for i, r in enumerate(recs)}  # mixed, all correct, all wrong
+    monkeypatch.setattr("helpers.generation.generate_all", FakeGenerate(answers))
+    settings = PairSettings(root=str(tmp_path), strategy="on_policy", samples_per_question=2, when_all_agree=when_all_agree)
+    pairs, report = P.build_pairs(settings, tok, recs, model=object(), max_length=1024)
+    assert dict(report.outcomes) == {"mixed": 2, "all correct": 2, "all wrong": 2}
+    assert report.kinds["on-policy"] == 2
+    if when_all_agree == "skip":
+        assert len(pairs) == 2 and sum(report.dropped.values()) == 4
+    else:
+        assert len(pairs) == 6 and not report.dropped
+    assert P.samples_path(settings).is_file()
+    assert "on-policy" in str(report) and "mixed 2" in str(report)
+
+
+def test_build_pairs_drops_and_counts_bad_pairs(tok, records):
+    pairs, report = P.build_pairs(PairSettings(), tok, records[:6], max_length=100)
+    assert report.questions == 6 and report.kept == len(pairs)
+    assert sum(report.dropped.values()) == 6 - len(pairs) > 0
+    assert all("max_length" in reason for reason in report.dropped)
+    assert "dropped" in str(report)
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_write_read_roundtrip_and_broken_lines(tok, records, tmp_path):
+    pairs = P.build_offline_pairs(tok, records[:4], seed=0)
+    path = P.write_pairs(pairs, tmp_path / "data" / "pairs.jsonl", report=P.PairReport(questions=4))
+    assert json.loads((tmp_path / "data" / "pairs_summary.json").read_text())["questions"] == 4
+    ds = P.read_pairs(path)
+    assert ds.num_rows == 4 and ds[0] == pairs[0]
+
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1][:40]
+    lines[2] = json.dumps({"id": "x", "prompt": "p"})
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"2 broken line\(s\).*line 2: invalid JSON.*line 3: missing keys"):
+        ds = P.read_pairs(path)
+    assert ds["id"] == [pairs[0]["id"], pairs[3]["id"]]
+
+    path.write_text("not json\n")
+    with pytest.raises(ValueError, match="nothing valid remains"):
+        P.read_pairs(path)
+    with pytest.raises(FileNotFoundError, match="02_pairs"):
+        P.read_pairs(tmp_path / "missing.jsonl")
+
+
+def test_write_pairs_never_replaces_a_good_file_with_a_partial_one(tok, records, tmp_path):
+    pairs = P.build_offline_pairs(tok, records[:3], seed=0)
+    path = P.write_pairs(pairs, tmp_path / "pairs.jsonl")
+    good = path.read_text()
+    with pytest.raises(TypeError):
+        P.write_pairs(pairs[:2] + [dict(pairs[2], kind={"not", "json"})], path)
+    with pytest.raises(ValueError, match="no pairs"):
+        P.write_pairs([], path)
+    assert path.read_text() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.jsonl"]
+
+
+def test_pair_lengths(tok, records):
+    pairs = P.build_offline_pairs(tok, records[:3], seed=0)
+    lengths = P.pair_lengths(tok, pairs)
+    assert set(lengths) == {"prompt", "chosen", "rejected"}
+    assert lengths["chosen"][0] == len(tok(pairs[0]["chosen"], add_special_tokens=False)["input_ids"])
+    assert all(len(v) == 3 and min(v) > 0 for v in lengths.values())
+
+
+# ---------------------------------------------------------------- real model
+
+
+@pytest.mark.slow
+def test_real_on_policy_run_with_smollm2(tok, records, tmp_path):
+    from helpers.models import load_model
+
+    model = load_model("smollm2-135m")
+    settings = PairSettings(root=str(tmp_path), strategy="on_policy", samples_per_question=2,
+                            max_new_tokens=24, batch_size=8)
+    pairs, report = P.build_pairs(settings, tok, records[:4], model=model)
+    assert report.questions == 4 and sum(report.outcomes.values()) == 4
+    assert report.kept + sum(report.dropped.values()) == 4
+    rows = [json.loads(line) for line in P.samples_path(settings).read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in records[:4])
+    assert all(len(r["samples"]) == 2 for r in rows)
+    ds = P.read_pairs(P.write_pairs(pairs, settings.pairs, report))
+    assert ds.num_rows == len(pairs) > 0
+    print(report)

@@ -1,0 +1,194 @@
+"""Widgets: the settings form edits and validates, the inspector filters, the browsers build."""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import pandas as pd
+import pytest
+
+from helpers import widgets
+from helpers.settings import DPOSettings, EvalSettings, PairSettings, SFTSettings
+
+
+@pytest.mark.parametrize("cls", [SFTSettings, DPOSettings, PairSettings, EvalSettings])
+def test_form_has_one_control_per_field_and_starts_valid(cls):
+    settings = cls(model="smollm2-135m")
+    form = widgets.settings_form(settings)
+    assert isinstance(form, W.Widget) and form.widget is form
+    assert set(form.controls) == set(vars(settings))
+    assert form.settings == settings and form.value() == settings and form.error == ""
+
+
+def test_learner_fields_come_first_with_the_right_widgets():
+    form = widgets.SettingsForm(SFTSettings())
+    assert list(form.controls)[: len(widgets.LEARNER_FIELDS)] == list(widgets.LEARNER_FIELDS)
+    c = form.controls
+    assert isinstance(c["learning_rate"], W.FloatLogSlider)
+    assert isinstance(c["lora_r"], W.IntText) and isinstance(c["warmup_ratio"], W.FloatText)
+    assert isinstance(c["gradient_checkpointing"], W.Checkbox)
+    assert isinstance(c["precision"], W.Dropdown) and isinstance(c["target_modules"], W.Dropdown)
+    assert isinstance(c["optim"], W.Dropdown) and isinstance(c["report_to"], W.Dropdown)
+    assert isinstance(c["train_sample_size"], W.Text) and isinstance(c["root"], W.Text)
+    assert isinstance(widgets.SettingsForm(PairSettings()).controls["strategy"], W.Dropdown)
+    assert isinstance(widgets.SettingsForm(PairSettings()).controls["when_all_agree"], W.Dropdown)
+
+
+def test_editing_a_widget_updates_settings():
+    form = widgets.SettingsForm(SFTSettings())
+    form.controls["learning_rate"].value = 1e-3
+    form.controls["lora_r"].value = 8
+    form.controls["gradient_checkpointing"].value = False
+    form.controls["target_modules"].value = "all-linear"
+    form.controls["train_sample_size"].value = "64"
+    s = form.settings
+    assert isinstance(s, SFTSettings)
+    assert (s.learning_rate, s.lora_r, s.gradient_checkpointing, s.target_modules, s.train_sample_size) == (
+        pytest.approx(1e-3), 8, False, "all-linear", 64)
+    form.controls["train_sample_size"].value = ""
+    assert form.settings.train_sample_size is None
+
+
+def test_eval_tuple_fields_round_trip():
+    form = widgets.SettingsForm(EvalSettings())
+    form.controls["stages"].value = "base, sft"
+    form.controls["modes"].value = ("cot",)
+    assert form.settings.stages == ("base", "sft") and form.settings.modes == ("cot",)
+
+
+@pytest.mark.parametrize("field,bad", [("lora_r", 0), ("train_sample_size", "abc"), ("max_length", 10)])
+def test_invalid_value_shows_error_and_keeps_last_valid(field, bad):
+    form = widgets.SettingsForm(SFTSettings())
+    form.controls["lora_alpha"].value = 64
+    before = form.settings
+    form.controls[field].value = bad
+    assert form.settings == before and form.settings.lora_alpha == 64
+    assert field in form.error and field in form.status.value
+    form.controls[field].value = {"lora_r": 4, "train_sample_size": "8", "max_length": 256}[field]
+    assert form.error == "" and form.settings != before
+
+
+# ---------------------------------------------------------------- inspector_filter
+def _records() -> pd.DataFrame:
+    # q1: base wrong, sft right, dpo right      -> fixed by SFT
+    # q2: base right, sft right, dpo wrong      -> broken by DPO
+    # q3: all wrong, base unparsable            -> all models wrong, parse failure
+    # q4: base wrong, sft right, dpo wrong      -> fixed by SFT and broken by DPO
+    table = {"q1": (0, 1, 1), "q2": (1, 1, 0), "q3": (0, 0, 0), "q4": (0, 1, 0)}
+    rows = []
+    for qid, flags in table.items():
+        for model, ok in zip(("base", "sft", "dpo"), flags):
+            parsed = None if (qid, model) == ("q3", "base") else ("A" if ok else "B")
+            rows.append({"id": qid, "model": model, "mode": "cot", "output": f"... Answer: {parsed}",
+                         "parsed": parsed, "gold": "A", "correct": bool(ok)})
+    rows.append({"id": "q9", "model": "base", "mode": "letter", "output": "", "parsed": None, "gold": "A", "correct": False})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("all", ["q1", "q2", "q3", "q4"]),
+    ("fixed by SFT", ["q1", "q4"]),
+    ("broken by DPO", ["q2", "q4"]),
+    ("all models wrong", ["q3"]),
+    ("parse failures", ["q3"]),
+])
+def test_inspector_filter(name, expected):
+    assert widgets.inspector_filter(_records(), name) == expected
+
+
+def test_inspector_filter_any_dpo_stage_and_missing_models():
+    df = _records()
+    renamed = df.assign(model=df["model"].replace({"dpo": "dpo-offline"}))
+    assert widgets.inspector_filter(renamed, "broken by DPO") == ["q2", "q4"]
+    no_dpo = df[df["model"] != "dpo"]
+    assert widgets.inspector_filter(no_dpo, "broken by DPO") == []
+    assert widgets.inspector_filter(df[df["model"] != "base"], "fixed by SFT") == []
+    with pytest.raises(ValueError, match="unknown filter"):
+        widgets.inspector_filter(df, "best")
+
+
+def test_cot_inspector_builds_and_switches_filter():
+    df = _records()
+    validation = [{"id": q, "question": f"question {q}?", "choices": list("vwxyz"), "answer": "A"} for q in ("q1", "q2", "q3", "q4")]
+    box = widgets.cot_inspector(df, validation, widgets.FILTERS)
+    dropdown, body = box.children
+    assert "4 question(s)" in body.children[0].value
+    dropdown.value = "all models wrong"
+    assert "1 question(s)" in body.children[0].value
+    pane = body.children[1].children[-1]
+    assert "question q3?" in pane.value and "<b>base</b>" in pane.value and "<b>dpo</b>" in pane.value
+
+
+# ---------------------------------------------------------------- browsers (real tokenizer)
+RECORDS = [
+    {"id": f"r{i}", "question": f"Where would you find item {i}?", "choices": ["sea", "tree", "car", "sky", "shoe"],
+     "answer": "ABC"[i], "explanation": f"Item {i} lives there. Other places are wrong.", "positives": [], "negatives": [],
+     "concept": "item"}
+    for i in range(3)
+]
+
+
+@pytest.mark.slow
+def test_record_browser_shows_prompt_target_and_counts(smol_tokenizer):
+    box = widgets.record_browser(RECORDS, smol_tokenizer)
+    slider, pane = box.children
+    assert slider.max == 2 and "item 0" in pane.value and "tokens" in pane.value and "Answer: A" in pane.value
+    slider.value = 2
+    assert "item 2" in pane.value and "Answer: C" in pane.value
+
+
+@pytest.mark.slow
+def test_pair_browser_shows_parsed_letters(smol_tokenizer):
+    from helpers.prompts import render_completion, render_prompt
+
+    pairs = [{"id": r["id"], "prompt": render_prompt(smol_tokenizer, r), "gold": r["answer"], "kind": "test",
+              "chosen": render_completion(smol_tokenizer, r, f"Good.\nAnswer: {r['answer']}"),
+              "rejected": render_completion(smol_tokenizer, r, "Bad.\nAnswer: E")} for r in RECORDS]
+    slider, pane = widgets.pair_browser(pairs).children
+    assert "parsed: A" in pane.value and "parsed: E" in pane.value and "kind:</b> test" in pane.value
+    slider.value = 1
+    assert "parsed: B" in pane.value
+
+
+@pytest.mark.slow
+def test_loss_mask_trains_the_completion_through_eos(smol_tokenizer):
+    from helpers.prompts import to_prompt_completion
+
+    pc = to_prompt_completion(smol_tokenizer, RECORDS[0])
+    m = widgets.loss_mask(smol_tokenizer, pc["prompt"], pc["completion"])
+    n_prompt = len(smol_tokenizer(pc["prompt"])["input_ids"])
+    assert m.mask == [0] * n_prompt + [1] * (len(m.ids) - n_prompt)
+    assert m.ids[-1] == smol_tokenizer.eos_token_id
+    assert "Answer: A" in smol_tokenizer.decode([t for t, k in zip(m.ids, m.mask) if k])
+    assert widgets.loss_mask(smol_tokenizer, pc["prompt"], pc["completion"], max_length=10).mask == [0] * 10
+    assert "trained" in m.html(smol_tokenizer)
+
+
+def test_empty_browser_says_so():
+    assert "no pair" in widgets.pair_browser([]).children[0].value
+
+
+def test_compare_html_marks_parsed_answers():
+    record = {"id": "q1", "question": "Where?", "choices": list("vwxyz"), "answer": "B"}
+    page = widgets.compare_html([record], {"base": ["no idea"], "sft": ["Because.\nAnswer: B"]})
+    assert "parsed None &#10007;" in page and "parsed B &#10003;" in page and page.index("<b>base</b>") < page.index("<b>sft</b>")
+
+
+@pytest.mark.slow
+def test_loss_mask_matches_what_sft_trainer_trains(smol_tokenizer, smol_model, tmp_path):
+    """The notebook's loss-mask view must be what TRL really trains on (guards against TRL changes)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from helpers import training
+    from helpers.prompts import to_prompt_completion
+
+    s = SFTSettings(model="smollm2-135m", root=str(tmp_path), max_steps=1, max_length=512, report_to="none")
+    trainer = SFTTrainer(model=smol_model(), args=training.sft_config(s, eos_token=smol_tokenizer.eos_token),
+                         train_dataset=training.sft_dataset(smol_tokenizer, Dataset.from_list(RECORDS)),
+                         processing_class=smol_tokenizer, peft_config=training.lora_config(s))
+    for i, record in enumerate(RECORDS):
+        row = trainer.train_dataset[i]
+        pc = to_prompt_completion(smol_tokenizer, record)
+        m = widgets.loss_mask(smol_tokenizer, pc["prompt"], pc["completion"], max_length=s.max_length)
+        assert row["input_ids"] == m.ids
+        assert [label != -100 for label in row["labels"]] == [bool(k) for k in m.mask]
