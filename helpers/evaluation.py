@@ -221,13 +221,13 @@ def _load_stage(settings: EvalSettings, stage: str) -> tuple[Any, Any] | None:
     from helpers.models import adapter_base, load_adapter_model, load_model, load_tokenizer
 
     if stage == "base":
-        return load_model(settings.model, precision=settings.precision), load_tokenizer(settings.model)
+        return load_model(settings.model, precision=settings.precision, quantize=settings.quantize), load_tokenizer(settings.model)
     folder = settings.stage_dir(stage)
     if not (folder / "adapter_config.json").is_file():
         producer = PRODUCED_BY.get(stage) or PRODUCED_BY["dpo" if stage.startswith("dpo") else "sft"]
         print(f"skipping stage {stage!r}: no adapter in {folder} (train it with {producer}, same root)")
         return None
-    return load_adapter_model(folder, precision=settings.precision), load_tokenizer(adapter_base(folder))
+    return load_adapter_model(folder, precision=settings.precision, quantize=settings.quantize), load_tokenizer(adapter_base(folder))
 
 
 def _free_memory() -> None:

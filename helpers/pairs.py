@@ -244,7 +244,7 @@ def _load_sft(settings: PairSettings) -> Any:
     if not (settings.sft_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no SFT adapter in {settings.sft_dir}: run 03_sft first, set sft_adapter, "
                                 "pass model=..., or use strategy='offline'")
-    return load_adapter_model(settings.sft_dir, precision=settings.precision)
+    return load_adapter_model(settings.sft_dir, precision=settings.precision, quantize=settings.quantize)
 
 
 def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str, Any]], model: Any = None,

@@ -44,10 +44,17 @@ def accuracy_chart(summary_df: pd.DataFrame, title: str = "CommonsenseQA validat
     return fig
 
 
-def loss_curve(log_history: Sequence[Mapping], keys: Sequence[str] = ("loss",)) -> Figure:
-    """One panel per key of a trainer's ``state.log_history`` (dicts with "step"), against the step."""
-    fig = Figure(figsize=(4.5 * len(keys), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+def loss_curve(log_history: Sequence[Mapping], keys: Sequence[str] = ("loss",), ncols: int = 3) -> Figure:
+    """One panel per key of a trainer's ``state.log_history`` (dicts with "step"), against the step.
+
+    Panels wrap after ``ncols`` per row (DPO logs loss and four reward curves).
+    """
+    ncols = max(1, min(ncols, len(keys)))
+    nrows = -(-len(keys) // ncols)
+    fig = Figure(figsize=(4.5 * ncols, 3.2 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
     for ax, key in zip(axes, keys):
         points = [(e["step"], e[key]) for e in log_history if "step" in e and e.get(key) is not None]
         if not points:
@@ -72,6 +79,34 @@ def length_histograms(prompt_lens: Sequence[int], completion_lens: Sequence[int]
         ax.axvline(lens.max(), color="tab:red", linestyle=":", linewidth=1, label=f"max {lens.max()}")
         ax.set_xlabel(f"{name} tokens")
         ax.set_ylabel("examples")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def pair_length_histogram(lengths: Mapping[str, Sequence[int]], max_length: int | None = None) -> Figure:
+    """Preference pairs' token lengths: prompts, then chosen vs rejected overlaid; ``max_length`` marked.
+
+    ``lengths`` is `helpers.pairs.pair_lengths` output: ``{"prompt": [...], "chosen": [...], "rejected": [...]}``.
+    """
+    missing = [k for k in ("prompt", "chosen", "rejected") if not len(lengths.get(k, ()))]
+    if missing:
+        raise ValueError(f"no {missing} lengths to plot: pass helpers.pairs.pair_lengths(tok, pairs) of a non-empty list")
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    prompt = np.asarray(lengths["prompt"])
+    left.hist(prompt, bins=min(40, max(5, len(np.unique(prompt)))), color="tab:grey", alpha=0.8)
+    left.axvline(np.median(prompt), color="black", linestyle="--", linewidth=1, label=f"median {np.median(prompt):.0f}")
+    left.set_xlabel("prompt tokens")
+    left.set_ylabel("pairs")
+    sides = {side: np.asarray(lengths[side]) for side in ("chosen", "rejected")}
+    bins = np.histogram_bin_edges(np.concatenate(list(sides.values())), bins=min(40, max(5, len(prompt))))
+    for (side, lens), color in zip(sides.items(), ("tab:green", "tab:red")):
+        right.hist(lens, bins=bins, color=color, alpha=0.5, label=f"{side} (median {np.median(lens):.0f})")
+    right.set_xlabel("completion tokens")
+    if max_length is not None:
+        longest = prompt + np.maximum(sides["chosen"], sides["rejected"])
+        left.set_title(f"prompt + longer side: max {longest.max()} of max_length {max_length}", fontsize=9)
+    for ax in (left, right):
         ax.legend(fontsize=8)
     return fig
 

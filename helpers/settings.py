@@ -41,6 +41,7 @@ class Settings:
     holdout_size: int = 0  # > 0: that many train questions held out for tuning (never validation)
     seed: int = 42
     precision: str = "auto"  # auto: bf16 where the GPU has it, fp16 on a T4, fp32 on CPU
+    quantize: bool | None = None  # None: 4-bit NF4 on CUDA (QLoRA); False: full-precision base (faster inference)
 
     def __post_init__(self) -> None:
         _need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
@@ -163,6 +164,8 @@ class DPOSettings(TrainSettings):
     def validate(self) -> None:
         super().validate()
         _need(self.beta > 0, f"beta must be > 0, got {self.beta}")
+        _need(not self.group_by_length,
+              "group_by_length is not supported for DPO (TRL's DPO rows carry no input_ids to sort by); set it to False")
 
     @property
     def output_dir(self) -> Path:

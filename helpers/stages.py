@@ -45,7 +45,7 @@ def run_pairs(s: PairSettings, data: DatasetDict | None = None) -> tuple[list[di
     data = data or load_data(s)
     model = None
     if s.strategy == "on_policy":
-        model = models.load_adapter_model(s.sft_dir, precision=s.precision)
+        model = models.load_adapter_model(s.sft_dir, precision=s.precision, quantize=s.quantize)
         tok = models.load_tokenizer(models.adapter_base(s.sft_dir))
     else:
         tok = models.load_tokenizer(s.model)
@@ -59,7 +59,10 @@ def run_dpo(s: DPOSettings) -> training.TrainResult:
     """DPO from the SFT adapter on the saved pairs into ``root/outputs/<stage>``."""
     from helpers import pairs
 
-    return training.train_dpo(s, pairs.read_pairs(s.pairs))
+    pair_ds = pairs.read_pairs(s.pairs)
+    if s.train_sample_size and s.train_sample_size < pair_ds.num_rows:  # a seeded subset of the pairs
+        pair_ds = pair_ds.shuffle(seed=s.seed).select(range(s.train_sample_size))
+    return training.train_dpo(s, pair_ds)
 
 
 def run_eval(s: EvalSettings, data: DatasetDict | None = None) -> Any:

@@ -196,7 +196,7 @@ def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokeniz
     from trl import SFTTrainer
 
     tokenizer = tokenizer or models.load_tokenizer(s.model)
-    model = model or models.load_model(s.model, precision=s.precision)
+    model = model or models.load_model(s.model, precision=s.precision, quantize=s.quantize)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(s, eos_token=tokenizer.eos_token),
@@ -221,7 +221,7 @@ def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any 
         raise ValueError(f"DPO settings name model {s.model!r} but the SFT adapter in {s.sft_dir} was trained on "
                          f"{base!r}: set model={base!r} or point sft_adapter at an adapter of {s.model!r}")
     tokenizer = tokenizer or models.load_tokenizer(base)
-    model = model or models.load_adapter_model(s.sft_dir, precision=s.precision, trainable=True)
+    model = model or models.load_adapter_model(s.sft_dir, precision=s.precision, trainable=True, quantize=s.quantize)
     trainer = DPOTrainer(
         model=model,
         ref_model=None,

@@ -227,7 +227,7 @@ class LossMask:
         """Masked tokens greyed and struck through, trained tokens highlighted."""
         spans = []
         for tid, m in zip(self.ids, self.mask):
-            text = html.escape(tokenizer.decode([tid])).replace("\n", "&#8629;<br>")
+            text = html.escape(tokenizer.decode([tid], clean_up_tokenization_spaces=False)).replace("\n", "&#8629;<br>")
             style = "background:#cfc" if m else "color:#999"
             spans.append(f"<span style='{style}'>{text}</span>")
         trained = sum(self.mask)

@@ -24,7 +24,8 @@ COMMON = {"MODEL": "smollm2-135m", "TRAIN_SAMPLE_SIZE": 64}
 PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
         "*": {**COMMON, "TRAIN_SAMPLE_SIZE": 12},
-        "02_pairs": {"STRATEGY": "on_policy", "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6}},
+        "02_pairs": {"STRATEGY": "on_policy", "MAX_LENGTH": 384,
+                     "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6}},
         "03_sft": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
                                  "gradient_checkpointing": False, "save_steps": 2, "logging_steps": 1, "max_length": 320}},
         "04_dpo": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
@@ -33,7 +34,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "demo": {
         "*": COMMON,
-        "02_pairs": {"STRATEGY": "on_policy", "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16}},
+        "02_pairs": {"STRATEGY": "on_policy", "MAX_LENGTH": 448,
+                     "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16}},
         "03_sft": {"OVERRIDES": {"max_steps": 40, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
                                  "learning_rate": 5e-4, "gradient_checkpointing": False, "save_steps": 10,
                                  "logging_steps": 2, "max_length": 384}},
@@ -46,9 +48,17 @@ PRESETS: dict[str, dict[str, dict]] = {
 
 
 def parameters(preset: str, notebook: str, data: str, root: Path) -> dict:
-    """Papermill parameters for one notebook of a preset."""
+    """Papermill parameters for one notebook of a preset.
+
+    The shared ones ("*", DATA_SOURCE, ROOT) go only to notebooks whose parameters cell declares
+    them; a notebook's own ones always go (papermill warns about a name the notebook lacks).
+    """
+    import papermill as pm
+
     table = PRESETS[preset]
-    return {**table["*"], **table.get(notebook, {}), "DATA_SOURCE": data, "ROOT": str(root)}
+    declared = pm.inspect_notebook(str(REPO / "notebooks" / f"{notebook}.ipynb"))
+    shared = {k: v for k, v in {**table["*"], "DATA_SOURCE": data, "ROOT": str(root)}.items() if k in declared}
+    return {**shared, **table.get(notebook, {})}
 
 
 def run(preset: str, data: str, out: Path, only: list[str] | None = None) -> Path:

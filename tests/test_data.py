@@ -71,6 +71,20 @@ def test_train_sample_size_must_be_positive(ecqa_dir):
         load_ecqa(ecqa_dir, train_sample_size=0)
 
 
+def test_holdout_is_carved_from_train_only(ecqa_dir):
+    data = load_ecqa(ecqa_dir, holdout_size=100, seed=3)
+    train, holdout, val = data["train"], data["holdout"], data["validation"]
+    assert (train.num_rows, holdout.num_rows, val.num_rows) == (9_526, 100, 1_221)
+    assert not set(train["id"]) & set(holdout["id"])
+    assert not set(holdout["id"]) & set(val["id"])
+    assert load_ecqa(ecqa_dir, holdout_size=100, seed=3)["holdout"]["id"] == holdout["id"]
+    sampled = load_ecqa(ecqa_dir, holdout_size=100, seed=3, train_sample_size=50)
+    assert sampled["holdout"]["id"] == holdout["id"]  # the sample is drawn after the holdout is set aside
+    assert not set(sampled["train"]["id"]) & set(holdout["id"])
+    with pytest.raises(ValueError, match="holdout_size must be between 1 and 9625"):
+        load_ecqa(ecqa_dir, holdout_size=9_626)
+
+
 # ---------------------------------------------------------------- bad rows, in a tiny folder
 
 

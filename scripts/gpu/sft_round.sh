@@ -12,7 +12,7 @@ python3 -m helpers.evaluate $S/eval-holdout.json --set root=$root --set precisio
 mkdir -p "$OUT/$name"
 cp $root/outputs/sft/{metrics.csv,settings.json,train_summary.json} "$OUT/$name/"
 cp $root/eval-holdout/results.csv "$OUT/$name/holdout-results.csv"
-tar czf "$OUT/$name/adapter.tgz" -C $root/outputs sft --exclude 'checkpoint-*'
+tar czf "$OUT/$name/adapter.tgz" --exclude 'checkpoint-*' -C $root/outputs sft
 python3 - "$root" "$name" <<'PY'
 import json, sys, pandas as pd
 root, name = sys.argv[1:]
