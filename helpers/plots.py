@@ -100,8 +100,9 @@ def pair_length_histogram(lengths: Mapping[str, Sequence[int]], max_length: int 
     left.set_ylabel("pairs")
     sides = {side: np.asarray(lengths[side]) for side in ("chosen", "rejected")}
     bins = np.histogram_bin_edges(np.concatenate(list(sides.values())), bins=min(40, max(5, len(prompt))))
-    for (side, lens), color in zip(sides.items(), ("tab:green", "tab:red")):
-        right.hist(lens, bins=bins, color=color, alpha=0.5, label=f"{side} (median {np.median(lens):.0f})")
+    for (side, lens), color, style in zip(sides.items(), ("tab:green", "tab:red"), ("stepfilled", "step")):
+        right.hist(lens, bins=bins, color=color, alpha=0.45 if style == "stepfilled" else 1.0, histtype=style,
+                   linewidth=1.5, label=f"{side} (median {np.median(lens):.0f})")
     right.set_xlabel("completion tokens")
     if max_length is not None:
         longest = prompt + np.maximum(sides["chosen"], sides["rejected"])
