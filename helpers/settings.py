@@ -96,6 +96,22 @@ class Settings:
 
 
 @dataclass
+class UsesPairs:
+    """Fields and paths of the stages that read or write pairs next to the SFT adapter."""
+
+    pairs_file: str = ""  # default: root/data/dpo_pairs.jsonl
+    sft_adapter: str = ""  # default: root/outputs/sft
+
+    @property
+    def pairs(self) -> Path:
+        return Path(self.pairs_file) if self.pairs_file else self.pairs_path  # type: ignore[attr-defined]
+
+    @property
+    def sft_dir(self) -> Path:
+        return Path(self.sft_adapter) if self.sft_adapter else self.stage_dir("sft")  # type: ignore[attr-defined]
+
+
+@dataclass
 class TrainSettings(Settings):
     """What SFT and DPO share: LoRA, optimiser, schedule, checkpoints, tracking."""
 
@@ -150,14 +166,12 @@ class SFTSettings(TrainSettings):
 
 
 @dataclass
-class DPOSettings(TrainSettings):
+class DPOSettings(TrainSettings, UsesPairs):
     """DPO on top of the SFT adapter (the seed's defaults: lr 5e-5, beta 0.1, effective batch 8)."""
 
     learning_rate: float = 5e-5
     gradient_accumulation_steps: int = 8
     beta: float = 0.1
-    pairs_file: str = ""  # default: root/data/dpo_pairs.jsonl
-    sft_adapter: str = ""  # default: root/outputs/sft
     stage: str = "dpo"  # output folder name under root/outputs (e.g. "dpo-offline")
     precompute_ref_log_probs: bool = False
 
@@ -171,27 +185,17 @@ class DPOSettings(TrainSettings):
     def output_dir(self) -> Path:
         return self.stage_dir(self.stage)
 
-    @property
-    def pairs(self) -> Path:
-        return Path(self.pairs_file) if self.pairs_file else self.pairs_path
-
-    @property
-    def sft_dir(self) -> Path:
-        return Path(self.sft_adapter) if self.sft_adapter else self.stage_dir("sft")
-
 
 @dataclass
-class PairSettings(Settings):
+class PairSettings(Settings, UsesPairs):
     """Preference pairs: ``offline`` (gold vs a wrong option's rationale) or ``on_policy`` (sampled)."""
 
     strategy: str = "offline"
     samples_per_question: int = 4  # on_policy: k completions per question
     temperature: float = 0.9
     max_new_tokens: int = 160
-    batch_size: int = 32
+    batch_size: int = 32  # generated sequences per batch (questions per batch = batch_size // samples_per_question)
     when_all_agree: str = "offline"  # on_policy: "offline" falls back to the offline pair, "skip" drops it
-    sft_adapter: str = ""  # on_policy: default root/outputs/sft
-    pairs_file: str = ""  # default root/data/dpo_pairs.jsonl
 
     def validate(self) -> None:
         _need(self.strategy in ("offline", "on_policy"), f"strategy must be 'offline' or 'on_policy', got {self.strategy!r}")
@@ -201,14 +205,6 @@ class PairSettings(Settings):
         _need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _need(self.when_all_agree in ("offline", "skip"),
               f"when_all_agree must be 'offline' or 'skip', got {self.when_all_agree!r}")
-
-    @property
-    def pairs(self) -> Path:
-        return Path(self.pairs_file) if self.pairs_file else self.pairs_path
-
-    @property
-    def sft_dir(self) -> Path:
-        return Path(self.sft_adapter) if self.sft_adapter else self.stage_dir("sft")
 
 
 @dataclass

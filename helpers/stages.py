@@ -50,7 +50,7 @@ def run_pairs(s: PairSettings, data: DatasetDict | None = None) -> tuple[list[di
     else:
         tok = models.load_tokenizer(s.model)
     built, report = pairs.build_pairs(s, tok, data["train"], model=model)
-    pairs.write_pairs(built, s.pairs)
+    pairs.write_pairs(built, s.pairs, report)
     print(report)
     return built, report
 
