@@ -32,17 +32,17 @@ PRESETS: dict[str, dict[str, dict]] = {
                                  "gradient_checkpointing": False, "save_steps": 2, "logging_steps": 1, "max_length": 384}},
         "05_eval": {"EVAL_SAMPLE_SIZE": 6, "OVERRIDES": {"max_new_tokens": 24, "batch_size": 6}},
     },
-    "demo": {
+    "demo": {  # sized for <= 15 minutes on 2 CPU cores (make demo)
         "*": COMMON,
-        "02_pairs": {"STRATEGY": "on_policy", "MAX_LENGTH": 448,
+        "02_pairs": {"STRATEGY": "on_policy", "MAX_LENGTH": 448, "TRAIN_SAMPLE_SIZE": 32,
                      "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16}},
-        "03_sft": {"OVERRIDES": {"max_steps": 40, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-                                 "learning_rate": 5e-4, "gradient_checkpointing": False, "save_steps": 10,
+        "03_sft": {"OVERRIDES": {"max_steps": 24, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                                 "learning_rate": 5e-4, "gradient_checkpointing": False, "save_steps": 8,
                                  "logging_steps": 2, "max_length": 384}},
-        "04_dpo": {"OVERRIDES": {"max_steps": 16, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
-                                 "learning_rate": 5e-5, "gradient_checkpointing": False, "save_steps": 8,
-                                 "logging_steps": 2, "max_length": 448}},
-        "05_eval": {"EVAL_SAMPLE_SIZE": 48, "OVERRIDES": {"max_new_tokens": 96, "batch_size": 16}},
+        "04_dpo": {"OVERRIDES": {"max_steps": 10, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                                 "learning_rate": 5e-5, "gradient_checkpointing": False, "save_steps": 5,
+                                 "logging_steps": 1, "max_length": 448}},
+        "05_eval": {"EVAL_SAMPLE_SIZE": 40, "OVERRIDES": {"max_new_tokens": 96, "batch_size": 20}},
     },
 }
 
