@@ -81,7 +81,9 @@ def run_one(stage: str, name: str, precision: str, base: Path, root: Path, recor
         s = s.replace(max_steps=max(1, sequences // s.effective_batch_size))
         shutil.rmtree(s.output_dir, ignore_errors=True)
         result = training.train_dpo(s, pair_ds)
+    losses = [h["loss"] for h in result.log_history if "loss" in h]
     row = dict(stage=stage, config=name, dtype=precision, tokens_per_s=round(result.tokens_per_s, 1),
+               first_loss=round(losses[0], 3) if losses else None, final_loss=round(losses[-1], 3) if losses else None,
                peak_gib=round(result.peak_gib, 2), seconds=round(result.seconds, 1), steps=s.max_steps,
                micro_batch=s.per_device_train_batch_size, grad_accum=s.gradient_accumulation_steps,
                gradient_checkpointing=s.gradient_checkpointing, group_by_length=s.group_by_length,
