@@ -45,3 +45,15 @@ def smol_model() -> Callable[[], Any]:
     from helpers.models import load_model
 
     return lambda: load_model(SMOL)
+
+
+@pytest.fixture(scope="module")
+def torch_threads():
+    """Torch on ``MCQ_TEST_THREADS`` threads (default 1) for a module's real-model tests: on a 2-core
+    machine shared with other jobs, one thread was 5x faster than two (oversubscription)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("MCQ_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(before)

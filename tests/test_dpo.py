@@ -3,10 +3,8 @@ reward accuracy and margin rise above their starting values; the settings guard 
 
 from __future__ import annotations
 
-import os
 
 import pytest
-import torch
 from datasets import Dataset
 
 from helpers import pairs, training
@@ -16,12 +14,7 @@ SMOL = "smollm2-135m"
 CPU = dict(gradient_checkpointing=False, logging_steps=1, save_steps=1000, warmup_ratio=0.0, report_to="none")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("MCQ_TEST_THREADS", "1")))
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,12 @@ on a 2-core machine shared with other jobs, one thread was 5x faster than two (o
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from helpers import generation, models, prompts, training
 from helpers.answers import extract_answer
@@ -25,12 +23,7 @@ SMOL = "smollm2-135m"
 ANSWER_LINE_AT_END = re.compile(r"(?:^|\n)Answer: ([A-E])$")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("MCQ_TEST_THREADS", "1")))
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.fixture(autouse=True)
