@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -22,6 +21,7 @@ import torch
 from helpers.answers import LETTERS, extract_answer
 from helpers.data import load_ecqa
 from helpers.generation import generate_all
+from helpers.jsonl import append_jsonl as append_records  # the one JSONL writer
 from helpers.metrics import paired_comparisons, summarize
 from helpers.prompts import render_prompt
 from helpers.settings import EvalSettings
@@ -53,16 +53,6 @@ def read_records(path: str | Path) -> list[dict]:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{lineno} is not valid JSON ({e}); delete the file to redo this evaluation") from e
     return rows
-
-
-def append_records(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Append records as JSON lines and force them to disk (flush + fsync)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def shard(records: Sequence[Any], rank: int, world: int) -> list[Any]:

@@ -113,8 +113,8 @@ def load_tokenizer(name_or_path: str) -> Any:
         raise _hub_errors(source, e) from e
     if preset is not None:
         tok.eos_token, tok.pad_token = preset.end_of_turn, preset.pad_token
-    if tok.pad_token is None or tok.pad_token == tok.eos_token and preset is None:
-        tok.pad_token = tok.pad_token or tok.eos_token
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     tok.padding_side = "left"  # for batched generation; TRL's collators pad on their own
     _no_second_bos(tok)
     return tok

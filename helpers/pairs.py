@@ -16,7 +16,6 @@ Every pair passes `check_pair`; dropped pairs are counted by reason in a `PairRe
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import warnings
@@ -27,6 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from helpers import generation
 from helpers.answers import LETTERS, extract_answer
+from helpers.jsonl import append_jsonl, write_jsonl_atomic
 from helpers.prompts import render_completion, render_prompt, target_text
 from helpers.settings import PairSettings
 
@@ -130,7 +130,7 @@ def _read_samples(path: Path) -> dict[str, list[str]]:
         except (json.JSONDecodeError, KeyError, TypeError):
             broken += line.strip() != ""
     if broken or (raw and not raw.endswith("\n")):
-        _atomic_write(path, [{"id": i, "samples": s} for i, s in done.items()])
+        write_jsonl_atomic(path, [{"id": i, "samples": s} for i, s in done.items()])
     return done
 
 
@@ -153,13 +153,10 @@ def sample_on_policy(model: Any, tok: Any, records: Sequence[Mapping[str, Any]],
         batches = generation.generate_all(
             model, tok, prompts, batch_size=max(1, settings.batch_size // k),
             max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, num_return_sequences=k)
-        with path.open("a", encoding="utf-8") as f:
-            for idx, gens in batches:
-                rows = [{"id": todo[i]["id"], "samples": [g.text for g in gs]} for i, gs in zip(idx, gens)]
-                f.write("".join(json.dumps(row) + "\n" for row in rows))
-                f.flush()
-                os.fsync(f.fileno())
-                done.update((row["id"], row["samples"]) for row in rows)
+        for idx, gens in batches:
+            rows = [{"id": todo[i]["id"], "samples": [g.text for g in gs]} for i, gs in zip(idx, gens)]
+            append_jsonl(path, rows)
+            done.update((row["id"], row["samples"]) for row in rows)
     return {r["id"]: done[r["id"]] for r in records}
 
 
@@ -277,19 +274,6 @@ def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str,
     return pairs, report
 
 
-def _atomic_write(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write JSONL to a tmp file, then rename: a crash never leaves a half-written ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_pairs(pairs: Sequence[Mapping[str, Any]], path: str | Path, report: PairReport | None = None) -> Path:
     """Write pairs to JSONL atomically (a tmp file, then rename); ``report`` goes to ``<stem>_summary.json``."""
     path = Path(path)
@@ -298,7 +282,7 @@ def write_pairs(pairs: Sequence[Mapping[str, Any]], path: str | Path, report: Pa
         raise ValueError(f"refusing to write {path}: " + (f"pairs lack keys {missing}" if pairs else "no pairs")
                          + "; build them with build_pairs")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, ({k: p[k] for k in PAIR_KEYS} for p in pairs))
+    write_jsonl_atomic(path, ({k: p[k] for k in PAIR_KEYS} for p in pairs))
     if report is not None:
         path.with_name(path.stem + "_summary.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return path

@@ -43,13 +43,9 @@ def run_pairs(s: PairSettings, data: DatasetDict | None = None) -> tuple[list[di
     from helpers import pairs
 
     data = data or load_data(s)
-    model = None
-    if s.strategy == "on_policy":
-        model = models.load_adapter_model(s.sft_dir, precision=s.precision, quantize=s.quantize)
-        tok = models.load_tokenizer(models.adapter_base(s.sft_dir))
-    else:
-        tok = models.load_tokenizer(s.model)
-    built, report = pairs.build_pairs(s, tok, data["train"], model=model)
+    on_policy = s.strategy == "on_policy" and (s.sft_dir / "adapter_config.json").is_file()
+    tok = models.load_tokenizer(models.adapter_base(s.sft_dir) if on_policy else s.model)
+    built, report = pairs.build_pairs(s, tok, data["train"])  # loads the SFT adapter itself when on-policy
     pairs.write_pairs(built, s.pairs, report)
     print(report)
     return built, report
