@@ -1,14 +1,18 @@
 """Training speed and memory at Llama-3.2-1B shape, through the project's own training code.
 
-    python benchmarks/train_speed.py --precision bf16 fp16 --configs seed default --sequences 480
+    python benchmarks/train_speed.py --stages sft dpo --precision bf16 fp16 --configs seed default
 
 A `LlamaConfig` with Llama-3.2-1B's published dimensions and random weights (same FLOPs and memory
 as the real model; the real weights cannot be downloaded here) is saved once, loaded 4-bit NF4 by
 `helpers.models.load_model`, and trained by `helpers.training.train_sft` / `train_dpo` on real
-ECQA records rendered in the project's prompt format (so sequence lengths follow the real
-prompt+completion distribution; the SmolLM2 tokenizer stands in for Llama's). Each configuration
-sees the same number of sequences. Prints one row per (stage, precision, config) and writes them
-to benchmarks/results/<date>-<card>.json. Needs a CUDA GPU and bitsandbytes.
+ECQA records rendered in the project's prompt format, so sequence lengths follow the real
+prompt+completion distribution (the SmolLM2 tokenizer stands in for Llama's). Each configuration
+(`CONFIGS`) runs a fixed number of optimizer steps at its stage's effective batch on a freshly
+loaded model. ``tokens_per_s`` is non-padding tokens over the whole training call (trainer set-up,
+DPO's reference pass, training and saving); ``steady_tokens_per_s`` leaves out the first
+optimizer steps. Prints one row per (stage, precision, config), with ratios to the seed's
+configuration, and writes them to benchmarks/results/<date>-<card>[-tag].json after every row.
+Needs a CUDA GPU and bitsandbytes.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import gc
 import json
 import resource
 import shutil
+import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from helpers import data, models, pairs, training
 from helpers.settings import DPOSettings, SFTSettings
@@ -33,27 +39,81 @@ LLAMA_32_1B = dict(
     rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
                      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
 )
-# Configurations: settings fields on top of each stage's defaults. "seed" is the original design's.
-CONFIGS: dict[str, dict] = {
-    "seed": {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 16, "gradient_checkpointing": True},
-    "batch16": {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 1, "gradient_checkpointing": True},
-    "batch16-grouped": {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
-                        "gradient_checkpointing": True, "group_by_length": True},
-    "default": {},  # whatever SFTSettings / DPOSettings default to now
+# Configurations per stage: settings fields on top of the stage's defaults, one lever changed at a time
+# (benchmarks/NOTES.md has each lever's prediction and result). "seed" is the original design's;
+# "default" is whatever SFTSettings / DPOSettings default to now. Every configuration keeps the
+# stage's effective batch (SFT 16, DPO 8), so the optimisation itself is unchanged.
+SEED_SFT = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 16, "gradient_checkpointing": True,
+            "group_by_length": False}
+SEED_DPO = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 8, "gradient_checkpointing": True,
+            "precompute_ref_log_probs": False}
+CONFIGS: dict[str, dict[str, dict]] = {
+    "sft": {
+        "seed": SEED_SFT,
+        "b16": {**SEED_SFT, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1},
+        "b16-grouped": {**SEED_SFT, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
+                        "group_by_length": True},
+        "b16-grouped-nogc": {**SEED_SFT, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
+                             "group_by_length": True, "gradient_checkpointing": False},
+        "b8x2-grouped-nogc": {**SEED_SFT, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2,
+                              "group_by_length": True, "gradient_checkpointing": False},
+        "default": {},
+    },
+    "dpo": {
+        "seed": SEED_DPO,
+        "b8": {**SEED_DPO, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1},
+        "b8-nogc": {**SEED_DPO, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                    "gradient_checkpointing": False},
+        "b8-nogc-precompute": {**SEED_DPO, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                               "gradient_checkpointing": False, "precompute_ref_log_probs": True},
+        "b4x2-nogc-precompute": {**SEED_DPO, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
+                                 "gradient_checkpointing": False, "precompute_ref_log_probs": True},
+        "default": {},
+    },
 }
-DPO_EFFECTIVE = 8  # the seed's DPO effective batch; DPO configs keep it
+# --tiny: the same code path on a toy model, on CPU too (the benchmark's own smoke test)
+TINY = dict(LLAMA_32_1B, vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+WARMUP_STEPS = 3  # optimizer steps left out of the steady-state rate
 
 
-def random_llama(folder: Path, tokenizer) -> Path:
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
+class StepClock(TrainerCallback):
+    """Wall time and tokens seen at every optimizer step (for a steady-state rate after warm-up)."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, int]] = []
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        _sync()
+        self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
+
+    def steady_rate(self) -> float | None:
+        if len(self.marks) <= WARMUP_STEPS + 1:
+            return None
+        (t0, n0), (t1, n1) = self.marks[WARMUP_STEPS], self.marks[-1]
+        return (n1 - n0) / (t1 - t0)
+
+
+def random_llama(folder: Path, tokenizer, shape: dict = LLAMA_32_1B) -> Path:
     """Save a randomly initialised Llama-3.2-1B-shaped model (bf16) with the stand-in tokenizer."""
     if (folder / "config.json").is_file():
         return folder
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(**LLAMA_32_1B, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    config = LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # initialising 1.2B weights on a CPU is slow
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     del model
@@ -61,79 +121,105 @@ def random_llama(folder: Path, tokenizer) -> Path:
     return folder
 
 
-def dpo_overrides(cfg: dict) -> dict:
-    """A configuration's DPO form: same micro-batch idea, DPO's effective batch of 8."""
-    micro = min(cfg.get("per_device_train_batch_size", DPOSettings.per_device_train_batch_size), DPO_EFFECTIVE)
-    return {**cfg, "per_device_train_batch_size": micro, "gradient_accumulation_steps": DPO_EFFECTIVE // micro}
-
-
-def run_one(stage: str, name: str, precision: str, base: Path, root: Path, records, pair_ds, sequences: int) -> dict:
+def run_one(stage: str, name: str, precision: str, base: Path, root: Path, records, pair_ds, steps: int,
+            tokenizer) -> dict:
+    """Train one configuration for ``steps`` optimizer steps on a fresh model; its row of results."""
     common = dict(model=str(base), root=str(root), precision=precision, report_to="none", logging_steps=5,
-                  save_steps=10**6, warmup_ratio=0.0)
+                  save_steps=10**6, warmup_ratio=0.0, max_steps=steps)
+    clock = StepClock()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     if stage == "sft":
-        s = SFTSettings(**common, **CONFIGS[name])
-        s = s.replace(max_steps=max(1, sequences // s.effective_batch_size))
+        s = SFTSettings(**common, **CONFIGS["sft"][name])
         shutil.rmtree(s.output_dir, ignore_errors=True)
-        result = training.train_sft(s, records)
+        model = models.load_model(s.model, precision=precision)
+        start = time.perf_counter()
+        result = training.train_sft(s, records.select(range(steps * s.effective_batch_size)), model=model,
+                                    tokenizer=tokenizer, callbacks=[clock])
     else:
-        s = DPOSettings(**common, **dpo_overrides(CONFIGS[name]), stage=f"dpo-{name}-{precision}",
+        s = DPOSettings(**common, **CONFIGS["dpo"][name], stage=f"dpo-{name}-{precision}",
                         sft_adapter=str(root / "outputs" / "sft-adapter"))
-        s = s.replace(max_steps=max(1, sequences // s.effective_batch_size))
         shutil.rmtree(s.output_dir, ignore_errors=True)
-        result = training.train_dpo(s, pair_ds)
+        model = models.load_adapter_model(s.sft_dir, precision=precision, trainable=True)
+        start = time.perf_counter()  # includes the reference log-prob pass when it is precomputed
+        result = training.train_dpo(s, pair_ds.select(range(steps * s.effective_batch_size)), model=model,
+                                    tokenizer=tokenizer, callbacks=[clock])
+    wall = time.perf_counter() - start
+    tokens = clock.marks[-1][1] if clock.marks else 0
     losses = [h["loss"] for h in result.log_history if "loss" in h]
-    row = dict(stage=stage, config=name, dtype=precision, tokens_per_s=round(result.tokens_per_s, 1),
+    embed = model.get_input_embeddings().weight
+    row = dict(stage=stage, config=name, dtype=precision,
+               tokens_per_s=round(tokens / wall, 1), steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1),
+               peak_gib=round(_peak_gib(), 2), seconds=round(wall, 1),
+               tokens=tokens, steps=s.max_steps, micro_batch=s.per_device_train_batch_size,
+               grad_accum=s.gradient_accumulation_steps, gradient_checkpointing=s.gradient_checkpointing,
+               group_by_length=s.group_by_length, precompute_ref_log_probs=getattr(s, "precompute_ref_log_probs", None),
+               embedding_dtype=str(embed.dtype).replace("torch.", ""),
                first_loss=round(losses[0], 3) if losses else None, final_loss=round(losses[-1], 3) if losses else None,
-               peak_gib=round(result.peak_gib, 2), seconds=round(result.seconds, 1), steps=s.max_steps,
-               micro_batch=s.per_device_train_batch_size, grad_accum=s.gradient_accumulation_steps,
-               gradient_checkpointing=s.gradient_checkpointing, group_by_length=s.group_by_length,
                host_max_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
+    del model, result, embed
     gc.collect()
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/ecqa")
+    parser.add_argument("--tokenizer", default="smollm2-135m", help="stand-in tokenizer: preset or folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench"))
     parser.add_argument("--stages", nargs="+", default=["sft", "dpo"], choices=["sft", "dpo"])
     parser.add_argument("--precision", nargs="+", default=["bf16", "fp16"], choices=["bf16", "fp16"])
-    parser.add_argument("--configs", nargs="+", default=["seed", "default"], choices=sorted(CONFIGS))
-    parser.add_argument("--sequences", type=int, default=480, help="sequences (pairs for DPO) per configuration")
+    parser.add_argument("--configs", nargs="+", default=["seed", "default"],
+                        help=f"names from CONFIGS: sft {sorted(CONFIGS['sft'])}, dpo {sorted(CONFIGS['dpo'])}")
+    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per configuration")
+    parser.add_argument("--seed-steps", type=int, default=12, help="optimizer steps for the (slow) seed configuration")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
+    parser.add_argument("--tiny", action="store_true", help="a toy model instead of Llama-3.2-1B's shape; runs on CPU")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("this benchmark needs a CUDA GPU (4-bit NF4 through bitsandbytes)")
-    card = torch.cuda.get_device_name().replace(" ", "-")
-    tok = models.load_tokenizer("smollm2-135m")
-    base = random_llama(args.work / "llama-3.2-1b-random", tok)
-    records = data.load_ecqa(args.data, train_sample_size=max(args.sequences, 64), seed=0)["train"]
+    if not torch.cuda.is_available() and not args.tiny:
+        raise SystemExit("this benchmark needs a CUDA GPU (4-bit NF4 through bitsandbytes); --tiny runs a toy model anywhere")
+    card = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
+    tok = models.load_tokenizer(args.tokenizer)
+    base = random_llama(args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"), tok,
+                        TINY if args.tiny else LLAMA_32_1B)
+    most = max(args.steps, args.seed_steps)
+    records = data.load_ecqa(args.data, train_sample_size=most * 16, seed=0)["train"]
     pair_ds = None
-    if "dpo" in args.stages:  # a short SFT gives the adapter DPO starts from
-        s = SFTSettings(model=str(base), root=str(args.work), max_steps=2, per_device_train_batch_size=4,
-                        gradient_accumulation_steps=1, report_to="none", save_steps=10**6)
-        training.train_sft(s, records.select(range(8)))
-        shutil.copytree(s.output_dir, args.work / "outputs" / "sft-adapter", dirs_exist_ok=True)
+    if "dpo" in args.stages:
+        adapter = args.work / "outputs" / "sft-adapter"
+        if not (adapter / "adapter_config.json").is_file():  # a short SFT gives the adapter DPO starts from
+            s = SFTSettings(model=str(base), root=str(args.work), max_steps=2, per_device_train_batch_size=4,
+                            gradient_accumulation_steps=1, report_to="none", save_steps=10**6)
+            training.train_sft(s, records.select(range(8)), tokenizer=tok)
+            shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
         from datasets import Dataset
 
-        pair_ds = Dataset.from_list(pairs.build_offline_pairs(tok, records, seed=0))
-    rows = []
+        pair_ds = Dataset.from_list(pairs.build_offline_pairs(tok, records.select(range(most * 8)), seed=0))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{dt.date.today().isoformat()}-{card}{'-' + args.tag if args.tag else ''}.json"
+    rows: list[dict] = []
     for stage in args.stages:
         for precision in args.precision:
             for name in args.configs:
-                row = run_one(stage, name, precision, base, args.work, records, pair_ds, args.sequences)
+                if name not in CONFIGS[stage]:
+                    continue
+                steps = args.seed_steps if name == "seed" else args.steps
+                row = run_one(stage, name, precision, base, args.work, records, pair_ds, steps, tok)
                 seed_row = next((r for r in rows if (r["stage"], r["dtype"], r["config"]) == (stage, precision, "seed")), None)
-                row["ratio_to_seed"] = round(row["tokens_per_s"] / seed_row["tokens_per_s"], 2) if seed_row else None
+                if seed_row:
+                    row["ratio_to_seed"] = round(row["tokens_per_s"] / seed_row["tokens_per_s"], 2)
+                    row["steady_ratio_to_seed"] = round(row["steady_tokens_per_s"] / max(seed_row["steady_tokens_per_s"], 1e-9), 2)
                 row["card"] = card
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{dt.date.today().isoformat()}-{card}.json"
-    path.write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"\n{'stage':5} {'dtype':5} {'config':16} {'tok/s':>9} {'x seed':>7} {'peak GiB':>8}")
+                path.write_text(json.dumps(rows, indent=1) + "\n")  # after every row: a cut-off run keeps its rows
+    print(f"\n{'stage':5} {'dtype':5} {'config':22} {'tok/s':>8} {'x seed':>7} {'steady':>8} {'x seed':>7} {'peak GiB':>8}")
     for r in rows:
-        print(f"{r['stage']:5} {r['dtype']:5} {r['config']:16} {r['tokens_per_s']:9.0f} {r['ratio_to_seed'] or 1:7.2f} {r['peak_gib']:8.2f}")
+        print(f"{r['stage']:5} {r['dtype']:5} {r['config']:22} {r['tokens_per_s']:8.0f} {r.get('ratio_to_seed', 1):7.2f} "
+              f"{r['steady_tokens_per_s']:8.0f} {r.get('steady_ratio_to_seed', 1):7.2f} {r['peak_gib']:8.2f}")
     print(f"rows written to {path}")
 
 

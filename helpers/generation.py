@@ -35,10 +35,12 @@ def generate_batch(
     max_new_tokens: int = 192,
     temperature: float = 0.0,
     num_return_sequences: int = 1,
+    **generate_kwargs: Any,
 ) -> list[list[Generation]]:
     """Generate for one batch of rendered prompts; greedy when ``temperature`` is 0.
 
-    Returns, per prompt, ``num_return_sequences`` generations.
+    Returns, per prompt, ``num_return_sequences`` generations. ``generate_kwargs`` go to
+    ``model.generate`` as they are (e.g. ``cache_implementation="static"``).
     """
     model.eval()
     tokenizer.padding_side = "left"
@@ -54,6 +56,7 @@ def generate_batch(
         num_return_sequences=num_return_sequences,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        **generate_kwargs,
     )
     new = out[:, enc["input_ids"].shape[1] :]
     finished = new == tokenizer.eos_token_id

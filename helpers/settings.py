@@ -30,6 +30,14 @@ def _need(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _is(value: Any, kind: str) -> bool:
+    """Whether a JSON value fits a field annotation part ("int", "float", "None", "tuple[str, ...]", ...)."""
+    if kind == "tuple[str, ...]":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    types = {"str": str, "int": int, "float": (int, float), "bool": bool, "None": type(None)}[kind]
+    return isinstance(value, types) and (kind == "bool" or not isinstance(value, bool))
+
+
 @dataclass
 class Settings:
     """Fields every stage shares, plus JSON round-tripping that refuses unknown keys."""
@@ -55,10 +63,17 @@ class Settings:
 
     @classmethod
     def from_dict(cls: type[T], values: dict[str, Any]) -> T:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Settings from plain (JSON) values: unknown keys and values of the wrong type are refused."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{cls.__name__} needs a JSON object of fields, got {type(values).__name__}")
+        known = {f.name: str(f.type) for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys are {sorted(known)}")
+        for key, value in values.items():
+            kinds = [k.strip() for k in known[key].split("|")]
+            if not any(_is(value, kind) for kind in kinds):
+                raise ValueError(f"{key} must be {' or '.join(kinds)}, got {value!r}")
         return cls(**values)
 
     @classmethod
@@ -122,14 +137,16 @@ class TrainSettings(Settings):
     learning_rate: float = 2e-4
     num_train_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs (smoke runs)
-    per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 16
+    # Speed defaults (benchmarks/NOTES.md): the seed's effective batch of 16 in 2 micro-batches of 8,
+    # grouped by length, without gradient checkpointing (the seed ran 16 x 1 with it).
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 2
     max_length: int = 512
     warmup_ratio: float = 0.03
     lr_scheduler_type: str = "cosine"
     optim: str = "auto"  # auto: paged_adamw_8bit on CUDA, adamw_torch on CPU
-    gradient_checkpointing: bool = True
-    group_by_length: bool = False  # batches of similar lengths: less padding computed
+    gradient_checkpointing: bool = False  # True: less memory, about a third more compute
+    group_by_length: bool = True  # batches of similar lengths: less padding computed
     save_steps: int = 50
     save_total_limit: int = 2
     logging_steps: int = 5
@@ -170,10 +187,12 @@ class DPOSettings(TrainSettings, UsesPairs):
     """DPO on top of the SFT adapter (the seed's defaults: lr 5e-5, beta 0.1, effective batch 8)."""
 
     learning_rate: float = 5e-5
-    gradient_accumulation_steps: int = 8
+    per_device_train_batch_size: int = 4  # pairs; chosen and rejected make 8 sequences
+    gradient_accumulation_steps: int = 2
+    group_by_length: bool = False
     beta: float = 0.1
     stage: str = "dpo"  # output folder name under root/outputs (e.g. "dpo-offline")
-    precompute_ref_log_probs: bool = False
+    precompute_ref_log_probs: bool = True  # one reference pass before training, none per step
 
     def validate(self) -> None:
         super().validate()

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,29 @@ def sft_dataset(tokenizer: Any, records: Dataset) -> Dataset:
     return records.map(lambda r: prompts.to_prompt_completion(tokenizer, r), remove_columns=records.column_names)
 
 
+def _check_checkpoint(ckpt: Path) -> None:
+    """Raise OSError / ValueError unless every file a resume reads is there and whole (not cut off by a kill)."""
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        raise ValueError("trainer_state.json has no global_step")
+    weights = [ckpt / n for n in ("adapter_model.safetensors", "model.safetensors") if (ckpt / n).is_file()]
+    if not weights or weights[0].stat().st_size == 0:
+        raise FileNotFoundError("no weights")
+    with weights[0].open("rb") as f:  # safetensors: 8-byte header size n, n bytes of JSON header, then the tensors
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if weights[0].stat().st_size < 8 + n + end:
+        raise ValueError(f"{weights[0].name} is cut off")
+    if weights[0].name.startswith("adapter"):
+        json.loads((ckpt / "adapter_config.json").read_text())
+    for name, what in (("optimizer.pt", "optimizer"), ("scheduler.pt", "scheduler")):
+        if not (ckpt / name).is_file():
+            raise FileNotFoundError(f"no {what} state")
+        if not zipfile.is_zipfile(ckpt / name):  # torch.save writes a zip; a cut-off one has no central directory
+            raise ValueError(f"{name} is cut off")
+
+
 def last_valid_checkpoint(output_dir: str | Path) -> str | None:
     """Newest ``checkpoint-N`` whose state and adapter files are complete; broken ones are reported."""
     folder = Path(output_dir)
@@ -106,11 +130,7 @@ def last_valid_checkpoint(output_dir: str | Path) -> str | None:
     ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
     for ckpt in reversed(ckpts):
         try:
-            json.loads((ckpt / "trainer_state.json").read_text())
-            if not any((ckpt / n).is_file() and (ckpt / n).stat().st_size > 0 for n in ("adapter_model.safetensors", "model.safetensors")):
-                raise FileNotFoundError("no weights")
-            if not (ckpt / "optimizer.pt").is_file():
-                raise FileNotFoundError("no optimizer state")
+            _check_checkpoint(ckpt)
             return str(ckpt)
         except (OSError, ValueError) as e:
             log.warning("skipping incomplete checkpoint %s (%s); resuming from an earlier one", ckpt, e)
@@ -191,7 +211,8 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any) -> TrainResult:
     return result
 
 
-def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokenizer: Any = None) -> TrainResult:
+def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokenizer: Any = None,
+              callbacks: list[TrainerCallback] | None = None) -> TrainResult:
     """QLoRA SFT of ``s.model`` on train records (loss on the target only); resumes if interrupted."""
     from trl import SFTTrainer
 
@@ -203,12 +224,13 @@ def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokeniz
         train_dataset=sft_dataset(tokenizer, train_records),
         processing_class=tokenizer,
         peft_config=lora_config(s),
-        callbacks=[MetricsFile(s.output_dir)],
+        callbacks=[MetricsFile(s.output_dir), *(callbacks or [])],
     )
     return _run(trainer, s, tokenizer)
 
 
-def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any = None) -> TrainResult:
+def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any = None,
+              callbacks: list[TrainerCallback] | None = None) -> TrainResult:
     """DPO continuing from the SFT adapter; the reference policy is a frozen copy of that adapter.
 
     TRL adds the copy as a second adapter ("ref") on the same base weights, so the reference is
@@ -228,6 +250,6 @@ def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any 
         args=dpo_config(s),
         train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]),
         processing_class=tokenizer,
-        callbacks=[MetricsFile(s.output_dir)],
+        callbacks=[MetricsFile(s.output_dir), *(callbacks or [])],
     )
     return _run(trainer, s, tokenizer)

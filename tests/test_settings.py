@@ -127,7 +127,7 @@ def test_dpo_config_is_accepted_by_trl_and_carries_the_values(tmp_path):
     assert Path(c.output_dir) == tmp_path / "outputs" / "dpo"
     assert (c.beta, c.learning_rate, c.max_length) == (0.3, 1e-5, 320)
     assert c.precompute_ref_log_probs is True
-    assert c.gradient_accumulation_steps == 8
+    assert c.per_device_train_batch_size * c.gradient_accumulation_steps == 8
 
 
 def test_lora_config_carries_the_values():

