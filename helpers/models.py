@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")  # "name" or "org/name"; anything else can only be a local folder
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ def resolve(name_or_path: str) -> tuple[str, ModelPreset | None]:
     path = Path(name_or_path).expanduser()
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} has no config.json: is it a model folder (or an adapter folder)?")
+    if not path.exists() and not HUB_ID.fullmatch(name_or_path):
+        raise FileNotFoundError(f"model folder {path} does not exist: set model to an existing folder, a Hub id "
+                                f"(org/name) or a preset ({', '.join(PRESETS)})")
     return name_or_path, None
 
 
@@ -99,6 +104,9 @@ def _hub_errors(model: str, error: Exception) -> Exception:
     text = str(error)
     if any(s in text for s in ("gated", "401", "403", "restricted", "awaiting a review")):
         return PermissionError(GATED_HELP.format(model=model))
+    if "couldn't connect" in text or "offline mode" in text:
+        return OSError(f"{model} is not in the local Hugging Face cache and the Hub cannot be reached: connect to the "
+                       "internet (unset HF_HUB_OFFLINE), or set model to a local folder or to 'smollm2-135m' (embedded)")
     return error
 
 
@@ -219,7 +227,10 @@ def load_adapter_model(adapter_dir: str | Path, precision: str = "auto", trainab
     try:
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
     except (RuntimeError, ValueError) as e:
-        raise ValueError(f"adapter {adapter_dir} does not fit base model {adapter_base(adapter_dir)}: {e}") from e
+        base, first = adapter_base(adapter_dir), "; ".join(str(e).strip().splitlines()[:2])  # PEFT lists every tensor
+        raise ValueError(f"adapter {adapter_dir} does not fit {base!r}, the base model its settings name ({first} ...): "
+                         f"it was trained on another base model. Use an adapter trained on {base!r} (retrain it with "
+                         f"03_sft / 04_dpo), or set 'model' in {Path(adapter_dir) / 'settings.json'} to its real base") from e
     return model.merge_and_unload() if not trainable and not quantize else model
 
 

@@ -7,6 +7,10 @@ from the previous stage's saved artifacts. The command-line forms take a setting
     python -m helpers.make_pairs settings/pairs.json
     python -m helpers.dpo settings/dpo.json
     python -m helpers.evaluate settings/eval.json
+
+Before a model is loaded, `prepare` checks the inputs a stage needs (settings, data folder, model
+folder, SFT adapter, pairs file); a problem there ends the command with one line naming the fix
+(exit status 2), and nothing under the root is written.
 """
 
 from __future__ import annotations
@@ -51,11 +55,11 @@ def run_pairs(s: PairSettings, data: DatasetDict | None = None) -> tuple[list[di
     return built, report
 
 
-def run_dpo(s: DPOSettings) -> training.TrainResult:
+def run_dpo(s: DPOSettings, pair_ds: Any = None) -> training.TrainResult:
     """DPO from the SFT adapter on the saved pairs into ``root/outputs/<stage>``."""
     from helpers import pairs
 
-    pair_ds = pairs.read_pairs(s.pairs)
+    pair_ds = pair_ds if pair_ds is not None else pairs.read_pairs(s.pairs)
     if s.train_sample_size and s.train_sample_size < pair_ds.num_rows:  # a seeded subset of the pairs
         pair_ds = pair_ds.shuffle(seed=s.seed).select(range(s.train_sample_size))
     return training.train_dpo(s, pair_ds)
@@ -65,12 +69,63 @@ def run_eval(s: EvalSettings, data: DatasetDict | None = None) -> Any:
     """Evaluate every available stage; save records, table and chart under ``root/eval``."""
     from helpers import evaluation
 
+    check_stages(s)
     records = evaluation.evaluate_stages(s, data=data)
     evaluation.save_results(records, s.eval_dir)
     return records
 
 
-STAGES: dict[str, tuple[type[Settings], Callable[[Any], Any]]] = {
+# ---------------------------------------------------------------- input checks (before any model loads)
+WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "*.gguf")
+
+
+def check_model(name: str) -> None:
+    """A local model folder must exist and hold weights; presets and Hub ids are checked when they load."""
+    folder = Path(models.resolve(name)[0])  # a missing folder or one without config.json is refused here
+    if folder.is_dir() and not any(any(folder.glob(pattern)) for pattern in WEIGHTS):
+        raise FileNotFoundError(f"model folder {folder} has a config.json but no weights (model.safetensors or "
+                                "pytorch_model.bin): copy the weights into it, or set model to a complete folder, "
+                                "a Hub id or a preset")
+
+
+def check_sft_adapter(s: DPOSettings | PairSettings) -> None:
+    """The SFT adapter that DPO and on-policy pairs start from: present, and trained on ``s.model``."""
+    if not (s.sft_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"no SFT adapter in {s.sft_dir}: run notebooks/03_sft (python -m helpers.sft) with "
+                                "the same root first, or set sft_adapter to its folder")
+    base = models.adapter_base(s.sft_dir)
+    if s.model != base:
+        raise ValueError(f"{type(s).__name__} name model {s.model!r} but the SFT adapter in {s.sft_dir} was trained "
+                         f"on {base!r}: set model={base!r} or point sft_adapter at an adapter of {s.model!r}")
+
+
+def check_stages(s: EvalSettings) -> None:
+    """At least one stage to evaluate: "base", or a stage whose adapter is under ``root/outputs``."""
+    if all(st != "base" and not (s.stage_dir(st) / "adapter_config.json").is_file() for st in s.stages):
+        raise FileNotFoundError(f"none of the stages {list(s.stages)} has an adapter under {s.root_dir / 'outputs'}: "
+                                "train them first with the same root (notebooks/03_sft for 'sft', 04_dpo for 'dpo'), "
+                                "or add 'base' to stages")
+
+
+def prepare(stage: str, s: Any) -> dict[str, Any]:
+    """Check a stage's inputs and load the cheap ones (data, pairs): the keyword arguments of its run.
+
+    Raises FileNotFoundError / ValueError naming the fix (the notebook to run first, the setting to change).
+    """
+    check_model(s.model)
+    if stage == "dpo":
+        from helpers import pairs
+
+        check_sft_adapter(s)
+        return {"pair_ds": pairs.read_pairs(s.pairs)}
+    if stage == "pairs" and s.strategy == "on_policy":
+        check_sft_adapter(s)
+    if stage == "evaluate":
+        check_stages(s)
+    return {"data": load_data(s)}
+
+
+STAGES: dict[str, tuple[type[Settings], Callable[..., Any]]] = {
     "sft": (SFTSettings, run_sft),
     "pairs": (PairSettings, run_pairs),
     "dpo": (DPOSettings, run_dpo),
@@ -89,14 +144,25 @@ def main(stage: str, argv: list[str] | None = None) -> None:
     path = Path(args.settings)
     if not path.is_file():
         parser.error(f"settings file {path} does not exist")
-    values = json.loads(path.read_text())
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        parser.error(f"settings file {path} is not valid JSON ({e}): fix it")
+    if not isinstance(values, dict):
+        parser.error(f"settings file {path} must hold a JSON object of {cls.__name__} fields")
     for item in args.set:
-        key, _, raw = item.partition("=")
+        key, eq, raw = item.partition("=")
+        if not (key and eq):
+            parser.error(f"--set needs KEY=VALUE, got {item!r}")
         try:
             values[key] = json.loads(raw)
         except json.JSONDecodeError:
             values[key] = raw
-    settings = cls.from_dict(values)
+    try:
+        settings = cls.from_dict(values)
+        inputs = prepare(stage, settings)
+    except (ValueError, OSError) as e:  # the inputs are wrong: one line naming the fix, no traceback
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     start = time.perf_counter()
-    run(settings)
+    run(settings, **inputs)
     print(f"{stage} finished in {time.perf_counter() - start:.1f} s")

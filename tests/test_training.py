@@ -54,13 +54,26 @@ def short_train(ecqa_loaded, smol_tokenizer):
 # ---------------------------------------------------------------- checkpoints (no model)
 
 
-def fake_checkpoint(folder: Path, step: int, optimizer: bool = True, weights: bytes = b"w", state: str = "{}") -> Path:
+def fake_checkpoint(folder: Path, step: int, optimizer: bool = True, weights: bytes | None = None, state: str | None = None,
+                    scheduler: bool = True, adapter_config: bool = True, cut: str | None = None) -> Path:
+    """A checkpoint folder with the files a resume reads, each whole unless told otherwise (``cut`` halves one)."""
+    import torch
+    from safetensors.torch import save_file
+
     ckpt = folder / f"checkpoint-{step}"
     ckpt.mkdir(parents=True)
-    (ckpt / "trainer_state.json").write_text(state)
-    (ckpt / "adapter_model.safetensors").write_bytes(weights)
-    if optimizer:
-        (ckpt / "optimizer.pt").write_bytes(b"o")
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}) if state is None else state)
+    save_file({"lora_A": torch.zeros(4, 8)}, ckpt / "adapter_model.safetensors")
+    if weights is not None:
+        (ckpt / "adapter_model.safetensors").write_bytes(weights)
+    if adapter_config:
+        (ckpt / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    for name, keep in (("optimizer.pt", optimizer), ("scheduler.pt", scheduler)):
+        if keep:
+            torch.save({"state": torch.ones(16)}, ckpt / name)
+    if cut:
+        data = (ckpt / cut).read_bytes()
+        (ckpt / cut).write_bytes(data[: len(data) // 2])  # what a kill in the middle of the write leaves
     return ckpt
 
 
@@ -76,7 +89,14 @@ def test_last_valid_checkpoint_is_numerically_newest(tmp_path):
     (dict(optimizer=False), "no optimizer state"),
     (dict(weights=b""), "no weights"),
     (dict(state="{garbage"), "Expecting property name"),
-], ids=["no-optimizer", "empty-weights", "garbage-state"])
+    (dict(cut="trainer_state.json"), "Unterminated string"),
+    (dict(state="{}"), "trainer_state.json has no global_step"),
+    (dict(cut="adapter_model.safetensors"), "adapter_model.safetensors is cut off"),
+    (dict(adapter_config=False), "adapter_config.json"),
+    (dict(scheduler=False), "no scheduler state"),
+    (dict(cut="optimizer.pt"), "optimizer.pt is cut off"),
+], ids=["no-optimizer", "empty-weights", "garbage-state", "truncated-state", "state-without-step", "truncated-weights",
+        "no-adapter-config", "no-scheduler", "truncated-optimizer"])
 def test_broken_checkpoint_is_skipped_with_a_message(tmp_path, capsys, broken, reason):
     fake_checkpoint(tmp_path, 2)
     fake_checkpoint(tmp_path, 4, **broken)
