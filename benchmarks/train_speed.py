@@ -191,8 +191,9 @@ def main() -> None:
     if "dpo" in args.stages:
         adapter = args.work / "outputs" / "sft-adapter"
         if not (adapter / "adapter_config.json").is_file():  # a short SFT gives the adapter DPO starts from
-            s = SFTSettings(model=str(base), root=str(args.work), max_steps=2, per_device_train_batch_size=4,
+            s = SFTSettings(model=str(base), root=str(args.work / "prep"), max_steps=2, per_device_train_batch_size=4,
                             gradient_accumulation_steps=1, report_to="none", save_steps=10**6)
+            shutil.rmtree(s.output_dir, ignore_errors=True)
             training.train_sft(s, records.select(range(8)), tokenizer=tok)
             shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
         from datasets import Dataset
