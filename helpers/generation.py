@@ -2,6 +2,12 @@
 
 Prompts are sorted by length and cut into batches (little padding), left-padded, and generated
 until each row hits eos or ``max_new_tokens``. Results come back in the input order.
+
+On a GPU the key/value cache is transformers' static cache (allocated once per batch) without
+``torch.compile``: decoding a small model is bound by kernel launches on the host, and the static
+cache halves the time per step (benchmarks/generation_speed.py: 3.9 s against 7.8 s for 192
+questions on an H100, with generated token counts within 1% of each other: bf16 rounding can flip a
+greedy token). On CPU the dynamic cache is faster, so it stays there.
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
+
+# `generate` options of the project's path on a GPU (see the module docstring); callers may override them
+GPU_GENERATE_OPTIONS: dict[str, Any] = {"cache_implementation": "static", "disable_compile": True}
 
 
 @dataclass
@@ -43,6 +52,8 @@ def generate_batch(
     ``model.generate`` as they are (e.g. ``cache_implementation="static"``).
     """
     model.eval()
+    if model.device.type == "cuda":
+        generate_kwargs = {**GPU_GENERATE_OPTIONS, **generate_kwargs}
     tokenizer.padding_side = "left"
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     sample = temperature > 0
