@@ -26,8 +26,11 @@ PRESETS: dict[str, dict[str, dict]] = {
         "*": {**COMMON, "TRAIN_SAMPLE_SIZE": 12},
         "02_pairs": {"STRATEGY": "on_policy", "MAX_LENGTH": 384,
                      "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6}},
+        # 3 steps: random batches, so 03's loss check compares like with like (grouping by length,
+        # the default, puts the longest batch first)
         "03_sft": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
-                                 "gradient_checkpointing": False, "save_steps": 2, "logging_steps": 1, "max_length": 320}},
+                                 "gradient_checkpointing": False, "group_by_length": False, "save_steps": 2,
+                                 "logging_steps": 1, "max_length": 320}},
         "04_dpo": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
                                  "gradient_checkpointing": False, "save_steps": 2, "logging_steps": 1, "max_length": 384}},
         "05_eval": {"EVAL_SAMPLE_SIZE": 6, "OVERRIDES": {"max_new_tokens": 24, "batch_size": 6}},
