@@ -6,22 +6,31 @@
 
 Every finished batch is appended to ``eval_dir/{stage}-{mode}.jsonl`` (one record per question:
 `RECORD_FIELDS`), so a rerun after a disconnect skips what is done and loses at most one batch.
+
+Run as several processes (``accelerate launch --num_processes N -m helpers.evaluate S.json``), each
+process evaluates every N-th question into its own ``{stage}-{mode}.rank{r}.jsonl`` (resumable the
+same way); rank 0 then merges them into ``{stage}-{mode}.jsonl`` and deletes them, so the folder
+ends as a single-process run leaves it. A rank file found later (a run killed before the merge) is
+merged by the next run, whatever its number of processes.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
 
+from helpers import distributed
 from helpers.answers import LETTERS, extract_answer
 from helpers.data import load_ecqa
 from helpers.generation import generate_all
 from helpers.jsonl import append_jsonl as append_records  # the one JSONL writer
+from helpers.jsonl import write_jsonl_atomic
 from helpers.metrics import paired_comparisons, summarize
 from helpers.prompts import render_prompt
 from helpers.settings import EvalSettings
@@ -33,16 +42,18 @@ Batches = Iterator[tuple[list[int], list[tuple[str, str | None, int]]]]
 
 
 # ---------------------------------------------------------------- the one JSONL reader / writer
-def read_records(path: str | Path) -> list[dict]:
-    """Records of a JSONL file; a partial last line (a killed write) is cut from the file and ignored."""
+def read_records(path: str | Path, repair: bool = True) -> list[dict]:
+    """Records of a JSONL file; a partial last line (a killed write) is ignored, and cut from the file
+    when ``repair`` (so appends stay valid; off where other processes may read the file too)."""
     path = Path(path)
     if not path.is_file():
         return []
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):  # repair: drop the unfinished line so appends stay valid
+    if data and not data.endswith(b"\n"):  # drop the unfinished line
         keep = data.rfind(b"\n") + 1
-        with open(path, "r+b") as f:
-            f.truncate(keep)
+        if repair:
+            with open(path, "r+b") as f:
+                f.truncate(keep)
         data = data[:keep]
     rows = []
     for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
@@ -62,34 +73,60 @@ def shard(records: Sequence[Any], rank: int, world: int) -> list[Any]:
     return list(records[rank::world])
 
 
+def rank_file(out_path: str | Path, rank: int) -> Path:
+    """Where process ``rank`` of a multi-process evaluation appends its share: ``{stage}-{mode}.rank{r}.jsonl``."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.rank{rank}{out_path.suffix}")
+
+
 def _progress(total: int, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="q", disable=total == 0)
 
 
+def _done_records(paths: Sequence[Path], prompt_of: Mapping[str, str], stage: str, mode: str,
+                  repair: Sequence[bool]) -> dict[str, dict]:
+    """id -> the first record in ``paths`` of each question in ``prompt_of``; a record of another run raises."""
+    done: dict[str, dict] = {}
+    for path, fix in zip(paths, repair):
+        for row in read_records(path, repair=fix):
+            rid = str(row.get("id"))
+            if rid not in prompt_of or rid in done:
+                continue
+            if (row.get("model"), row.get("mode"), row.get("prompt")) != (stage, mode, prompt_of[rid]):
+                raise ValueError(
+                    f"{path} holds a record for {rid} from another run (model/mode/prompt differ, e.g. another "
+                    "base model or prompt format): delete the file or choose another root to re-evaluate"
+                )
+            done[rid] = row
+    return done
+
+
 def _evaluate(records: Sequence[Mapping[str, Any]], prompts: list[str], stage: str, mode: str,
               out_path: str | Path, run: Callable[[list[str]], Batches]) -> list[dict]:
-    """Resume from ``out_path``, run the pending prompts batch by batch, append each batch; all records in input order."""
+    """Resume from ``out_path``, run the pending prompts batch by batch, append each batch; all records in input order.
+
+    Under several processes each one does its `shard` into its `rank_file`, and rank 0 merges the shares into
+    ``out_path`` (`merge_rank_files`); every process returns all records.
+    """
     ids = [str(r["id"]) for r in records]
     if len(set(ids)) != len(ids):
         raise ValueError("records contain duplicate ids: evaluate each question once")
     prompt_of = dict(zip(ids, prompts))
-    done: dict[str, dict] = {}
-    for row in read_records(out_path):
-        rid = str(row.get("id"))
-        if rid not in prompt_of or rid in done:
-            continue
-        if (row.get("model"), row.get("mode"), row.get("prompt")) != (stage, mode, prompt_of[rid]):
-            raise ValueError(
-                f"{out_path} holds a record for {rid} from another run (model/mode/prompt differ, e.g. another "
-                "base model or prompt format): delete the file or choose another root to re-evaluate"
-            )
-        done[rid] = row
-    todo = [i for i, rid in enumerate(ids) if rid not in done]
+    rank, world = distributed.rank_world()
+    if world == 1:
+        done = _done_records([Path(out_path)], prompt_of, stage, mode, repair=[True])
+        mine, write_to, where = range(len(ids)), Path(out_path), f"in {out_path}"
+    else:  # records merged earlier count as done; only this process appends to (and repairs) its own file
+        mine, write_to = shard(range(len(ids)), rank, world), rank_file(out_path, rank)
+        done = _done_records([Path(out_path), write_to], {ids[i]: prompts[i] for i in mine}, stage, mode,
+                             repair=[False, True])
+        where = f"done by rank {rank} of {world}"
+    todo = [i for i in mine if ids[i] not in done]
     if done:
-        print(f"{stage}/{mode}: {len(done)} of {len(ids)} questions already in {out_path}, {len(todo)} to go")
-    with _progress(len(todo), f"{stage}/{mode}") as bar:
+        print(f"{stage}/{mode}: {len(done)} of {len(mine)} questions already {where}, {len(todo)} to go")
+    with _progress(len(todo), f"{stage}/{mode}" + (f" rank {rank}" if world > 1 else "")) as bar:
         for idx, outs in run([prompts[i] for i in todo]):
             batch = []
             for j, (output, parsed, new_tokens) in zip(idx, outs):
@@ -98,10 +135,40 @@ def _evaluate(records: Sequence[Mapping[str, Any]], prompts: list[str], stage: s
                 batch.append({"id": ids[todo[j]], "model": stage, "mode": mode, "prompt": prompts[todo[j]],
                               "output": output, "parsed": parsed, "gold": gold,
                               "correct": parsed == gold, "new_tokens": int(new_tokens)})
-            append_records(out_path, batch)
+            append_records(write_to, batch)
             done.update((r["id"], r) for r in batch)
             bar.update(len(batch))
-    return [done[rid] for rid in ids]
+    if world == 1:
+        return [done[rid] for rid in ids]
+    distributed.barrier()  # every share is on disk
+    if rank == 0:
+        merge_rank_files(out_path, prompt_of, stage, mode)
+    distributed.barrier()  # the merged file is complete
+    merged = _done_records([Path(out_path)], prompt_of, stage, mode, repair=[False])
+    return [merged[rid] for rid in ids]
+
+
+def merge_rank_files(out_path: str | Path, prompt_of: Mapping[str, str], stage: str, mode: str) -> list[dict]:
+    """Join the rank files of ``out_path`` into it and delete them: one record per question, the records it
+    already held first, then the new ones in question order (the order of ``prompt_of``); written atomically."""
+    out_path = Path(out_path)
+    name = re.compile(re.escape(out_path.stem) + r"\.rank\d+" + re.escape(out_path.suffix))
+    parts = sorted(p for p in out_path.parent.glob(f"*{out_path.suffix}") if name.fullmatch(p.name))
+    rows, seen = [], set()
+    for row in read_records(out_path):
+        if str(row.get("id")) not in seen:
+            seen.add(str(row.get("id")))
+            rows.append(row)
+    new = _done_records(parts, prompt_of, stage, mode, repair=[True] * len(parts))
+    rows += [new[rid] for rid in prompt_of if rid in new and rid not in seen]
+    missing = [rid for rid in prompt_of if rid not in seen and rid not in new]
+    if missing:
+        raise RuntimeError(f"{stage}/{mode}: {len(missing)} questions (e.g. {missing[0]}) are in no rank file of "
+                           f"{out_path}: a process did not finish its share; rerun the same command to complete it")
+    write_jsonl_atomic(out_path, rows)
+    for part in parts:
+        part.unlink()
+    return rows
 
 
 # ---------------------------------------------------------------- chain of thought
@@ -227,7 +294,7 @@ def _free_memory() -> None:
 
 
 def evaluate_stages(settings: EvalSettings, data: Any = None) -> pd.DataFrame:
-    """Evaluate every stage in ``settings.stages`` in every mode; all records as one DataFrame."""
+    """Evaluate every stage in ``settings.stages`` in every mode; all records as one DataFrame (in every process)."""
     records = validation_records(settings, data)
     rows: list[dict] = []
     for stage in settings.stages:

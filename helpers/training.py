@@ -48,11 +48,31 @@ def wants_wandb(report_to: str) -> bool:
     return report_to == "wandb"
 
 
+def ddp_args(s: TrainSettings) -> dict[str, Any]:
+    """What a run as several processes (``accelerate launch``, ``torchrun``: DDP) needs; harmless in one process."""
+    args: dict[str, Any] = {
+        # Every LoRA weight takes part in every step, so DDP need not search for unused ones. Left unset,
+        # transformers searches (its default for a model that is not a PreTrainedModel, as a PeftModel is not),
+        # which costs a walk over the autograd graph each step and breaks reentrant gradient checkpointing.
+        "ddp_find_unused_parameters": False,
+    }
+    if s.gradient_checkpointing:
+        # Non-reentrant checkpointing is the variant DDP supports (reentrant recomputation marks a weight ready
+        # twice). transformers 5.x defaults to it; pinned so a version with the old default cannot switch it.
+        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Several processes without a GPU: transformers makes them one DDP run (gloo) only when told to use the
+        # CPU; otherwise each process trains alone on all the data. One process is left as it was.
+        args["use_cpu"] = True
+    return args
+
+
 def common_args(s: TrainSettings) -> dict[str, Any]:
     """TrainingArguments fields shared by SFTConfig and DPOConfig."""
     cuda = torch.cuda.is_available()
     dtype = models.compute_dtype(s.precision) if cuda else torch.float32
     return dict(
+        **ddp_args(s),
         output_dir=str(s.output_dir),
         learning_rate=s.learning_rate,
         num_train_epochs=s.num_train_epochs,
@@ -175,39 +195,47 @@ def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
 
 
 def _run(trainer: Any, s: TrainSettings, tokenizer: Any) -> TrainResult:
+    """Train (resuming), then save adapter, tokenizer, metrics and summary; under DDP every process
+    trains and only the main one writes (checkpoints and the adapter: `Trainer` itself)."""
     out = s.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    s.to_json(out / "settings.json")
+    main = trainer.is_world_process_zero()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        s.to_json(out / "settings.json")
     keep_adapter_fp32_for_fp16(trainer)
     resume = last_valid_checkpoint(out)
-    if resume:
+    if resume and main:
         print(f"resuming from {resume}")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
+    trainer.save_model(str(out))  # called by every process; writes on the main one
     history = trainer.state.log_history
-    (out / "metrics.json").write_text(json.dumps(history))
-    import pandas as pd
-
-    pd.DataFrame(history).to_csv(out / "metrics.csv", index=False)
+    # num_input_tokens_seen is summed over all processes by the trainer: the run's throughput, not one GPU's
     tokens = max((h.get("num_input_tokens_seen", 0) for h in history), default=0)
     result = TrainResult(
         output_dir=out,
         log_history=history,
         seconds=seconds,
         tokens_per_s=tokens / seconds if seconds else 0.0,
-        peak_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
+        peak_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,  # this process's GPU
         resumed_from=resume,
     )
-    summary = {k: v for k, v in vars(result).items() if k not in ("output_dir", "log_history")}
-    summary["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    if s.save_merged:
-        models.save_merged(out, out.with_name(out.name + "-merged"), precision=s.precision)
+    if main:
+        tokenizer.save_pretrained(str(out))
+        (out / "metrics.json").write_text(json.dumps(history))
+        import pandas as pd
+
+        pd.DataFrame(history).to_csv(out / "metrics.csv", index=False)
+        summary = {k: v for k, v in vars(result).items() if k not in ("output_dir", "log_history")}
+        summary["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+        summary["world_size"] = trainer.args.world_size  # processes (GPUs) that trained together
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        if s.save_merged:
+            models.save_merged(out, out.with_name(out.name + "-merged"), precision=s.precision)
+    trainer.accelerator.wait_for_everyone()  # every process returns once the artifacts are written
     return result
 
 
