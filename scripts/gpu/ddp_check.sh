@@ -52,7 +52,8 @@ for n in ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes"):
         print(" ", n, "missing")
 PY
 # the 1-GPU run also converts the embedded model into the cache once, before any timing of the 2-GPU run
-step sft1 "$PY" -m helpers.sft "$W/sft.json"
+# one process sees one GPU: with two visible, Trainer would use nn.DataParallel, which TRL refuses
+step sft1 env CUDA_VISIBLE_DEVICES=0 "$PY" -m helpers.sft "$W/sft.json"
 step sft2 "${LAUNCH2[@]}" -m helpers.sft "$W/sft.json" --set "root=$W/two"
 step eval2 "${LAUNCH2[@]}" -m helpers.evaluate "$W/eval.json"
 
