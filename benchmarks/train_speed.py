@@ -47,27 +47,28 @@ SEED_SFT = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 16,
             "group_by_length": False}
 SEED_DPO = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 8, "gradient_checkpointing": True,
             "precompute_ref_log_probs": False}
+
+
+def _cfg(base: dict, micro: int, accum: int, **levers) -> dict:
+    """``base`` with micro-batch x accumulation (same product as the seed's) and any other levers."""
+    return {**base, "per_device_train_batch_size": micro, "gradient_accumulation_steps": accum, **levers}
+
+
 CONFIGS: dict[str, dict[str, dict]] = {
     "sft": {
         "seed": SEED_SFT,
-        "b16": {**SEED_SFT, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1},
-        "b16-grouped": {**SEED_SFT, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
-                        "group_by_length": True},
-        "b16-grouped-nogc": {**SEED_SFT, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1,
-                             "group_by_length": True, "gradient_checkpointing": False},
-        "b8x2-grouped-nogc": {**SEED_SFT, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2,
-                              "group_by_length": True, "gradient_checkpointing": False},
+        "b16": _cfg(SEED_SFT, 16, 1),
+        "b16-grouped": _cfg(SEED_SFT, 16, 1, group_by_length=True),
+        "b16-grouped-nogc": _cfg(SEED_SFT, 16, 1, group_by_length=True, gradient_checkpointing=False),
+        "b8x2-grouped-nogc": _cfg(SEED_SFT, 8, 2, group_by_length=True, gradient_checkpointing=False),
         "default": {},
     },
     "dpo": {
         "seed": SEED_DPO,
-        "b8": {**SEED_DPO, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1},
-        "b8-nogc": {**SEED_DPO, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-                    "gradient_checkpointing": False},
-        "b8-nogc-precompute": {**SEED_DPO, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-                               "gradient_checkpointing": False, "precompute_ref_log_probs": True},
-        "b4x2-nogc-precompute": {**SEED_DPO, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
-                                 "gradient_checkpointing": False, "precompute_ref_log_probs": True},
+        "b8": _cfg(SEED_DPO, 8, 1),
+        "b8-nogc": _cfg(SEED_DPO, 8, 1, gradient_checkpointing=False),
+        "b8-nogc-precompute": _cfg(SEED_DPO, 8, 1, gradient_checkpointing=False, precompute_ref_log_probs=True),
+        "b4x2-nogc-precompute": _cfg(SEED_DPO, 4, 2, gradient_checkpointing=False, precompute_ref_log_probs=True),
         "default": {},
     },
 }

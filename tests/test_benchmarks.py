@@ -1,0 +1,49 @@
+"""The benchmark scripts run end to end (on CPU, toy sizes) and write the rows the README cites."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run(script: str, *args: str) -> str:
+    threads = os.environ.get("MCQ_TEST_THREADS", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def test_train_speed_writes_seed_and_default_rows_with_ratios(tmp_path, ecqa_dir):
+    out = run("train_speed.py", "--tiny", "--stages", "sft", "--configs", "seed", "default", "--steps", "2",
+              "--seed-steps", "2", "--precision", "bf16", "--data", str(ecqa_dir), "--work", str(tmp_path / "w"),
+              "--out", str(tmp_path / "res"))
+    rows = json.loads(next((tmp_path / "res").glob("*-cpu.json")).read_text())
+    assert [(r["stage"], r["config"]) for r in rows] == [("sft", "seed"), ("sft", "default")]
+    seed, default = rows
+    assert (seed["micro_batch"], seed["grad_accum"]) == (1, 16)
+    assert default["micro_batch"] * default["grad_accum"] == 16  # defaults keep the seed's effective batch
+    assert seed["tokens"] > 0 and default["tokens"] > 0 and seed["steps"] == default["steps"] == 2
+    assert default["ratio_to_seed"] == round(default["tokens_per_s"] / seed["tokens_per_s"], 2)
+    assert "x seed" in out and "rows written to" in out
+
+
+def test_generation_speed_compares_paths_on_the_same_questions(tmp_path, ecqa_dir):
+    out = run("generation_speed.py", "--questions", "3", "--batch-size", "3", "--max-new-tokens", "6",
+              "--variants", "project", "dynamic", "--data", str(ecqa_dir), "--out", str(tmp_path))
+    row = json.loads(next(tmp_path.glob("*-generation-3q.json")).read_text())
+    assert set(row["variants"]) == {"project", "dynamic"}
+    for run_ in row["variants"].values():
+        assert 0 < run_["batched_tokens"] <= 3 * 6
+        assert run_["ratio"] == round(row["single_s"] / run_["batched_s"], 1)
+    assert "one at a time" in out
