@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -194,16 +194,44 @@ def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
                 p.data = p.data.float()
 
 
+# Settings a checkpoint cannot be resumed under once they change (the weights, optimizer or grad-scaler
+# state saved in it would not fit); anything else (learning rate, max_steps, ...) may change on a resume.
+RESUME_FIXED = ("model", "precision", "quantize", "lora_r", "lora_alpha", "target_modules",
+                "per_device_train_batch_size", "gradient_accumulation_steps")
+
+
+def check_resumable(output_dir: str | Path, s: TrainSettings) -> None:
+    """Refuse to resume checkpoints written under other fixed settings (`RESUME_FIXED`), naming the fix.
+
+    Seen: an fp16 run's checkpoint resumed in bf16 dies in transformers' grad-scaler loading with an
+    AttributeError; a changed batch size silently mixes two runs' schedules.
+    """
+    saved = Path(output_dir) / "settings.json"
+    try:
+        old = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        return  # nothing to compare with
+    new = asdict(s)
+    changed = {k: (old[k], new[k]) for k in RESUME_FIXED if k in old and old[k] != new[k]}
+    if changed:
+        what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"{output_dir} holds checkpoints of a run with other settings ({what}); resuming would mix "
+                         f"the two runs. Put the old values back to resume, or delete {output_dir} (or choose "
+                         "another root or stage) to start afresh.")
+
+
 def _run(trainer: Any, s: TrainSettings, tokenizer: Any) -> TrainResult:
     """Train (resuming), then save adapter, tokenizer, metrics and summary; under DDP every process
     trains and only the main one writes (checkpoints and the adapter: `Trainer` itself)."""
     out = s.output_dir
     main = trainer.is_world_process_zero()
+    resume = last_valid_checkpoint(out)
+    if resume:
+        check_resumable(out, s)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         s.to_json(out / "settings.json")
     keep_adapter_fp32_for_fp16(trainer)
-    resume = last_valid_checkpoint(out)
     if resume and main:
         print(f"resuming from {resume}")
     if torch.cuda.is_available():

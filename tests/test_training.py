@@ -187,6 +187,17 @@ def test_short_sft_learns_the_answer_format(tmp_path, ecqa_loaded, short_train, 
 
 
 @pytest.mark.slow
+def test_resume_under_changed_fixed_settings_is_refused_with_the_fix(tmp_path):
+    s = SFTSettings(root=str(tmp_path), precision="fp16", per_device_train_batch_size=4, gradient_accumulation_steps=4)
+    s.to_json(s.output_dir / "settings.json")
+    training.check_resumable(s.output_dir, s)  # same settings: fine
+    training.check_resumable(s.output_dir, s.replace(learning_rate=1e-4, max_steps=500))  # may change on a resume
+    with pytest.raises(ValueError, match=r"precision 'fp16' -> 'bf16', per_device_train_batch_size 4 -> 8.*"
+                                         r"Put the old values back to resume, or delete"):
+        training.check_resumable(s.output_dir, s.replace(precision="bf16", per_device_train_batch_size=8))
+    training.check_resumable(tmp_path / "no-run-yet", s)  # nothing saved: nothing to compare
+
+
 def test_second_run_resumes_from_the_last_checkpoint(tmp_path, short_train, smol_model, smol_tokenizer, capsys):
     records = short_train.select(range(8))
     s = settings(tmp_path, per_device_train_batch_size=2, max_steps=4, save_steps=2)
