@@ -240,6 +240,15 @@ def adapter_base(adapter_dir: str | Path) -> str:
     return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
 
 
+def sft_adapter_base(adapter_dir: str | Path, model: str, owner: str) -> str:
+    """The base of the SFT adapter a stage starts from, which must be the stage's ``model``; else the fix."""
+    base = adapter_base(adapter_dir)
+    if model != base:
+        raise ValueError(f"{owner} name model {model!r} but the SFT adapter in {adapter_dir} was trained on {base!r}: "
+                         f"set model={base!r} or point sft_adapter at an adapter of {model!r}")
+    return base
+
+
 def load_adapter_model(adapter_dir: str | Path, precision: str = "auto", trainable: bool = False,
                        quantize: bool | None = None) -> Any:
     """Base model + the LoRA adapter in ``adapter_dir`` (a `peft.PeftModel`).

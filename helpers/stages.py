@@ -104,10 +104,7 @@ def check_sft_adapter(s: DPOSettings | PairSettings) -> None:
     if not (s.sft_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no SFT adapter in {s.sft_dir}: run notebooks/03_sft (python -m helpers.sft) with "
                                 "the same root first, or set sft_adapter to its folder")
-    base = models.adapter_base(s.sft_dir)
-    if s.model != base:
-        raise ValueError(f"{type(s).__name__} name model {s.model!r} but the SFT adapter in {s.sft_dir} was trained "
-                         f"on {base!r}: set model={base!r} or point sft_adapter at an adapter of {s.model!r}")
+    models.sft_adapter_base(s.sft_dir, s.model, type(s).__name__)
 
 
 def check_stages(s: EvalSettings) -> None:

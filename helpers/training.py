@@ -294,10 +294,7 @@ def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any 
     """
     from trl import DPOTrainer
 
-    base = models.adapter_base(s.sft_dir)
-    if s.model != base:
-        raise ValueError(f"DPO settings name model {s.model!r} but the SFT adapter in {s.sft_dir} was trained on "
-                         f"{base!r}: set model={base!r} or point sft_adapter at an adapter of {s.model!r}")
+    base = models.sft_adapter_base(s.sft_dir, s.model, type(s).__name__)
     tokenizer = tokenizer or models.load_tokenizer(base)
     model = model or models.load_adapter_model(s.sft_dir, precision=s.precision, trainable=True, quantize=s.quantize)
     trainer = DPOTrainer(
