@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 ECQA_DATA ?= ../shared/data/ecqa
 export ECQA_DATA
 
-.PHONY: setup test test-quick demo clean-notebooks check-notebooks
+.PHONY: setup test test-quick lint format demo clean-notebooks
 
-$(VENV)/.installed: pyproject.toml requirements-colab.txt
+$(VENV)/.installed: pyproject.toml requirements-colab.txt requirements/dev.txt requirements/wandb.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0  # the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
@@ -17,11 +17,20 @@ $(VENV)/.installed: pyproject.toml requirements-colab.txt
 
 setup: $(VENV)/.installed
 
-test: setup  ## unit tests, real-model tests on SmolLM2, notebook checks and headless execution
+test: setup  ## lint, unit tests, real-model tests on SmolLM2, notebook checks and headless execution
+	$(MAKE) -s lint
 	$(PY) -m pytest -q -ra
 
-test-quick: setup  ## pure-logic tests only
+test-quick: setup  ## pure-logic tests only: no model is loaded, nothing is trained
 	$(PY) -m pytest -q -m "not slow and not notebook"
+
+lint: setup  ## ruff: lint and format check (pyproject.toml [tool.ruff])
+	$(PY) -m ruff check helpers tests scripts benchmarks
+	$(PY) -m ruff format --check helpers tests scripts benchmarks
+
+format: setup  ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix helpers tests scripts benchmarks
+	$(PY) -m ruff format helpers tests scripts benchmarks
 
 demo: setup  ## notebooks 01 -> 05 headless on CPU, results under runs/demo
 	$(PY) scripts/run_pipeline.py --preset demo --data $(ECQA_DATA) --out runs/demo

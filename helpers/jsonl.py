@@ -30,3 +30,35 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> N
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_jsonl(path: str | Path, repair: bool = True) -> list[dict]:
+    """Rows of a JSONL file, with the one partial-line policy of the project.
+
+    A last line without its newline is what a killed append leaves: it is ignored, and cut from the file
+    when ``repair`` (so later appends stay valid; off where other processes may be reading the file). Any
+    other line that is not a JSON object is an error naming the file, the line and the fix. A missing file
+    reads as no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        if repair:
+            with open(path, "r+b") as f:
+                f.truncate(keep)
+        data = data[:keep]
+    rows = []
+    for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno} is not valid JSON ({e.msg}); delete the file to redo it") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno} is not a JSON object; delete the file to redo it")
+        rows.append(row)
+    return rows

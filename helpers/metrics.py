@@ -138,3 +138,54 @@ def load_records(paths: Iterable[str | Path]) -> pd.DataFrame:
         with opener(path, "rt", encoding="utf-8") as fh:
             rows.extend(json.loads(line) for line in fh if line.strip())
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- pipeline order and the CoT inspector's filters
+FILTERS = ("all", "fixed by SFT", "broken by DPO", "all variants wrong", "parse failures")
+
+
+def pipeline_order(variants: Iterable[str]) -> list[str]:
+    """Variants in the pipeline's order: base, sft, then the DPO variants, then anything else (each by name).
+
+    >>> pipeline_order(["dpo-on-policy", "sft", "base", "dpo-offline"])
+    ['base', 'sft', 'dpo-offline', 'dpo-on-policy']
+    """
+    rank = {"base": 0, "sft": 1}
+    return sorted(dict.fromkeys(variants), key=lambda v: (rank.get(v, 2 if str(v).startswith("dpo") else 3), str(v)))
+
+
+def _is_true(value: object) -> bool:
+    return bool(value) and not pd.isna(value)
+
+
+def inspector_filter(records_df: pd.DataFrame, name: str) -> list[str]:
+    """Question ids (CoT mode only) that match a filter of `FILTERS`, in first-seen order.
+
+    "broken by DPO" means the SFT variant was right and at least one DPO variant is wrong; filters needing a
+    variant absent from the records match nothing.
+    """
+    if name not in FILTERS:
+        raise ValueError(f"unknown filter {name!r}; choose one of {FILTERS}")
+    cot = records_df[records_df["mode"] == "cot"]
+    if cot.empty:
+        return []
+    correct = cot.pivot_table(index="id", columns="variant", values="correct", aggfunc="first", sort=False)
+    correct = correct.map(_is_true).reindex(list(dict.fromkeys(cot["id"])))
+    dpo = [v for v in correct.columns if str(v).startswith("dpo")]
+    if name == "all":
+        keep = pd.Series(True, index=correct.index)
+    elif name == "fixed by SFT":
+        if not {"base", "sft"} <= set(correct.columns):
+            return []
+        keep = ~correct["base"] & correct["sft"]
+    elif name == "broken by DPO":
+        if "sft" not in correct.columns or not dpo:
+            return []
+        keep = correct["sft"] & ~correct[dpo].all(axis=1)
+    elif name == "all variants wrong":
+        keep = ~correct.any(axis=1)
+    else:  # parse failures
+        failed = cot.assign(failed=cot["parsed"].map(lambda p: p is None or pd.isna(p) or p == ""))
+        ids = set(failed.loc[failed["failed"], "id"])
+        keep = pd.Series([i in ids for i in correct.index], index=correct.index)
+    return [str(i) for i in correct.index[keep.to_numpy(dtype=bool)]]

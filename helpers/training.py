@@ -13,22 +13,22 @@ import logging
 import os
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
-from helpers import models, prompts
+from helpers import models, prompts, provenance
 from helpers.settings import DPOSettings, SFTSettings, TrainSettings
 
 log = logging.getLogger(__name__)
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def lora_config(s: TrainSettings) -> Any:
+def lora_config(s: SFTSettings) -> Any:
     """The LoRA adapter: r, alpha, dropout and target modules from the settings."""
     from peft import LoraConfig
 
@@ -97,6 +97,7 @@ def common_args(s: TrainSettings) -> dict[str, Any]:
         run_name=f"{Path(s.root).name}-{s.output_dir.name}",
         seed=s.seed,
         dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,  # pinning without a GPU only warns
     )
 
 
@@ -111,12 +112,37 @@ def dpo_config(s: DPOSettings) -> Any:
     """`trl.DPOConfig`; prompts too long for max_length are filtered out in `pairs`, not truncated here."""
     from trl import DPOConfig
 
-    return DPOConfig(**common_args(s), beta=s.beta, precompute_ref_log_probs=s.precompute_ref_log_probs)
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.nll_weight]} if s.nll_weight else {}
+    return DPOConfig(**common_args(s), beta=s.beta, precompute_ref_log_probs=s.precompute_ref_log_probs, **losses)
 
 
 def sft_dataset(tokenizer: Any, records: Dataset) -> Dataset:
     """Records -> ``{"prompt", "completion"}`` strings in the one prompt format."""
     return records.map(lambda r: prompts.to_prompt_completion(tokenizer, r), remove_columns=records.column_names)
+
+
+@dataclass
+class LossMask:
+    """Token ids of prompt + completion and which of them carry the loss (1) or are masked (0)."""
+
+    ids: list[int]
+    mask: list[int]
+
+
+def loss_mask(tokenizer: Any, prompt: str, completion: str, max_length: int | None = None) -> LossMask:
+    """The completion mask TRL's SFTTrainer builds for a prompt/completion string pair.
+
+    Mirrors TRL 1.16 (``completion_only_loss``, no packing): tokenize the prompt and prompt +
+    completion the way the tokenizer does by default, the completion starts where the two token
+    lists diverge, then both are cut to ``max_length`` (``truncation_mode="keep_start"``).
+    """
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    ids = tokenizer(prompt + completion)["input_ids"]
+    n = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
+    mask = [0] * n + [1] * (len(ids) - n)
+    if max_length is not None:
+        ids, mask = ids[:max_length], mask[:max_length]
+    return LossMask(list(ids), mask)
 
 
 def _check_checkpoint(ckpt: Path) -> None:
@@ -194,55 +220,71 @@ def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
                 p.data = p.data.float()
 
 
-# Settings a checkpoint cannot be resumed under once they change (the weights, optimizer or grad-scaler
-# state saved in it would not fit); anything else (learning rate, max_steps, ...) may change on a resume.
-RESUME_FIXED = ("model", "precision", "quantize", "lora_r", "lora_alpha", "target_modules",
-                "per_device_train_batch_size", "gradient_accumulation_steps")
+def resume_key(s: TrainSettings, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a checkpoint cannot be resumed under once it changes: every setting not marked ``resume_free``
+    (learning rate, batch layout, LoRA shape, precision, data selection, beta, ...) and the inputs' hashes."""
+    key = {f.name: getattr(s, f.name) for f in fields(s) if not f.metadata.get("resume_free")}
+    return json.loads(json.dumps({**key, "inputs": dict(inputs)}, default=str))
 
 
-def check_resumable(output_dir: str | Path, s: TrainSettings) -> None:
-    """Refuse to resume checkpoints written under other fixed settings (`RESUME_FIXED`), naming the fix.
+def check_resumable(output_dir: str | Path, key: Mapping[str, Any]) -> None:
+    """Refuse to resume checkpoints written under another `resume_key`, naming what changed and the fix.
 
-    Seen: an fp16 run's checkpoint resumed in bf16 dies in transformers' grad-scaler loading with an
-    AttributeError; a changed batch size silently mixes two runs' schedules.
+    Seen: an fp16 run's checkpoint resumed in bf16 dies in transformers' grad-scaler loading; a changed batch
+    size, learning rate, SFT adapter or pairs file silently mixes two runs.
     """
-    saved = Path(output_dir) / "settings.json"
-    try:
-        old = json.loads(saved.read_text())
-    except (OSError, ValueError):
-        return  # nothing to compare with
-    new = asdict(s)
-    changed = {k: (old[k], new[k]) for k in RESUME_FIXED if k in old and old[k] != new[k]}
-    if changed:
-        what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(f"{output_dir} holds checkpoints of a run with other settings ({what}); resuming would mix "
-                         f"the two runs. Put the old values back to resume, or delete {output_dir} (or choose "
-                         "another root or stage) to start afresh.")
+    old = (provenance.read(output_dir) or {}).get("resume_key")
+    what = provenance.diff(old, key) if old is not None else "no provenance.json: an older version wrote them"
+    if old != key:
+        raise ValueError(f"{output_dir} holds checkpoints of a run with other settings or inputs ({what}); resuming "
+                         "would mix the two runs. Put the old values back to resume, or delete the folder (or choose "
+                         "another root or variant) to start afresh.")
 
 
-def _run(trainer: Any, s: TrainSettings, tokenizer: Any) -> TrainResult:
+def _tokens_at(checkpoint: str | None) -> int:
+    """Input tokens the trainer had seen when ``checkpoint`` was written (0 without one)."""
+    if not checkpoint:
+        return 0
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return int(state.get("num_input_tokens_seen", 0) or 0)
+
+
+def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, Any]) -> TrainResult:
     """Train (resuming), then save adapter, tokenizer, metrics and summary; under DDP every process
     trains and only the main one writes (checkpoints and the adapter: `Trainer` itself)."""
     out = s.output_dir
     main = trainer.is_world_process_zero()
+    key = resume_key(s, inputs)
     resume = last_valid_checkpoint(out)
     if resume:
-        check_resumable(out, s)
+        check_resumable(out, key)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         s.to_json(out / "settings.json")
+        provenance.write(out, {"resume_key": key, "quantized": models.is_quantized(trainer.model),
+                               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                               "versions": _versions()})
     keep_adapter_fp32_for_fp16(trainer)
     if resume and main:
         print(f"resuming from {resume}")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    start_step = int(resume.rsplit("-", 1)[-1]) if resume else 0
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    trainer.save_model(str(out))  # called by every process; writes on the main one
     history = trainer.state.log_history
-    # num_input_tokens_seen is summed over all processes by the trainer: the run's throughput, not one GPU's
-    tokens = max((h.get("num_input_tokens_seen", 0) for h in history), default=0)
+    summary_path = out / "train_summary.json"
+    if resume and trainer.state.global_step <= start_step and summary_path.is_file():
+        if main:  # a finished run asked to train again: nothing was trained, the artifacts stay as they are
+            print(f"{out} already finished at step {start_step}: nothing to train (delete the folder to retrain)")
+        return TrainResult(output_dir=out, log_history=history, resumed_from=resume,
+                           **{k: v for k, v in json.loads(summary_path.read_text()).items()
+                              if k in ("seconds", "tokens_per_s", "peak_gib")})
+    trainer.save_model(str(out))  # called by every process; writes on the main one
+    # tokens trained in this call: seen at the end minus seen at the checkpoint it resumed from (summed over
+    # all processes by the trainer: the run's throughput, not one GPU's)
+    tokens = max((h.get("num_input_tokens_seen", 0) for h in history), default=0) - _tokens_at(resume)
     result = TrainResult(
         output_dir=out,
         log_history=history,
@@ -252,23 +294,38 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any) -> TrainResult:
         resumed_from=resume,
     )
     if main:
-        tokenizer.save_pretrained(str(out))
-        (out / "metrics.json").write_text(json.dumps(history))
-        import pandas as pd
-
-        pd.DataFrame(history).to_csv(out / "metrics.csv", index=False)
-        summary = {k: v for k, v in vars(result).items() if k not in ("output_dir", "log_history")}
-        summary["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-        summary["world_size"] = trainer.args.world_size  # processes (GPUs) that trained together
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
-        if s.save_merged:
-            models.save_merged(out, out.with_name(out.name + "-merged"), precision=s.precision)
+        _write_outputs(trainer, s, tokenizer, result)
     trainer.accelerator.wait_for_everyone()  # every process returns once the artifacts are written
     return result
 
 
+def _versions() -> dict[str, str]:
+    import peft
+    import transformers
+    import trl
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
+            "peft": peft.__version__}
+
+
+def _write_outputs(trainer: Any, s: TrainSettings, tokenizer: Any, result: TrainResult) -> None:
+    """Tokenizer, metrics (JSON and CSV), the run's summary and, when asked, the merged model."""
+    import pandas as pd
+
+    out = result.output_dir
+    tokenizer.save_pretrained(str(out))
+    (out / "metrics.json").write_text(json.dumps(result.log_history))
+    pd.DataFrame(result.log_history).to_csv(out / "metrics.csv", index=False)
+    summary = {k: v for k, v in vars(result).items() if k not in ("output_dir", "log_history")}
+    summary["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    summary["world_size"] = trainer.args.world_size  # processes (GPUs) that trained together
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    if s.save_merged:
+        models.save_merged(out, out.with_name(out.name + "-merged"), precision=s.precision)
+
+
 def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokenizer: Any = None,
-              callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+              callbacks: list[TrainerCallback] | None = None, inputs: Mapping[str, Any] | None = None) -> TrainResult:
     """QLoRA SFT of ``s.model`` on train records (loss on the target only); resumes if interrupted."""
     from trl import SFTTrainer
 
@@ -282,11 +339,11 @@ def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokeniz
         peft_config=lora_config(s),
         callbacks=[MetricsFile(s.output_dir), *(callbacks or [])],
     )
-    return _run(trainer, s, tokenizer)
+    return _run(trainer, s, tokenizer, inputs or {})
 
 
 def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any = None,
-              callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+              callbacks: list[TrainerCallback] | None = None, inputs: Mapping[str, Any] | None = None) -> TrainResult:
     """DPO continuing from the SFT adapter; the reference policy is a frozen copy of that adapter.
 
     TRL adds the copy as a second adapter ("ref") on the same base weights, so the reference is
@@ -305,4 +362,4 @@ def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any 
         processing_class=tokenizer,
         callbacks=[MetricsFile(s.output_dir), *(callbacks or [])],
     )
-    return _run(trainer, s, tokenizer)
+    return _run(trainer, s, tokenizer, inputs or {})

@@ -1,6 +1,0 @@
-"""Command line: `python -m helpers.sft SETTINGS.json [--set key=value]` (see helpers.stages)."""
-
-from helpers.stages import main
-
-if __name__ == "__main__":
-    main("sft")
