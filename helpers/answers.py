@@ -100,8 +100,9 @@ def extract_answer(text: str | None, letters: Sequence[str] = LETTERS) -> str | 
     return letter if letter in valid else None
 
 
-def format_answer_line(letter: str) -> str:
-    """The final line of a target/generation, exactly ``f"Answer: {letter}"``."""
+def format_answer_line(letter: str, text: str | None = None) -> str:
+    """The final line of a target/generation: ``Answer: C``, or ``Answer: C. ocean`` when the choice's text is
+    given (small models bind a bare letter poorly; `extract_answer` reads both)."""
     if letter not in LETTERS:
         raise ValueError(f"answer letter must be one of {', '.join(LETTERS)}; got {letter!r}")
-    return f"Answer: {letter}"
+    return f"Answer: {letter}" + (f". {' '.join(text.split())}" if text else "")

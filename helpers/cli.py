@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -43,10 +44,17 @@ def _field_help(f, hint) -> str:  # noqa: ANN001
     return " ".join(parts).replace("%", "%%")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit 2) instead of the whole usage of every field."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parser_for(step: str) -> argparse.ArgumentParser:
     """An argument parser for one step: the settings file, and one option per settings field."""
     cls = STEP_SETTINGS[step]
-    parser = argparse.ArgumentParser(prog=f"python -m helpers {step}", description=f"{cls.__doc__}")
+    parser = _OneLineParser(prog=f"python -m helpers {step}", description=f"{cls.__doc__}")
     parser.add_argument("settings", nargs="?", help=f"a JSON file of {cls.__name__} fields (unknown keys are refused)")
     hints = cls.field_hints()
     group = parser.add_argument_group(f"{cls.__name__} fields (override the file)")
@@ -55,21 +63,36 @@ def parser_for(step: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _join_values(cls: type[Settings], argv: list[str]) -> list[str]:
+    """``--FIELD -1e-3`` -> ``--FIELD=-1e-3``: argparse takes a value starting with "-" (other than a plain
+    negative number such as -1 or -0.5) for an option, so ``-1e-3`` would never reach the field's check."""
+    names = {f"--{f.name}" for f in fields(cls)}
+    out: list[str] = []
+    for arg in argv:
+        option = arg.split("=")[0] in names or arg in ("-h", "--help")
+        if out and out[-1] in names and arg.startswith("-") and not option:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def settings_from_args(step: str, argv: list[str] | None = None) -> Settings:
     """Parse a step's command line into checked settings; exits 2 with one line naming the fix."""
     cls, parser = STEP_SETTINGS[step], parser_for(step)
-    args = vars(parser.parse_args(argv))
+    args = vars(parser.parse_args(_join_values(cls, sys.argv[1:] if argv is None else argv)))
     values: dict = {}
     path = args.pop("settings")
+    fail = lambda message: parser.exit(2, f"{parser.prog}: error: {message}\n")  # noqa: E731
     if path is not None:
         if not Path(path).is_file():
-            parser.error(f"settings file {path} does not exist")
+            fail(f"settings file {path} does not exist")
         try:
             values = json.loads(Path(path).read_text())
         except json.JSONDecodeError as e:
-            parser.error(f"settings file {path} is not valid JSON ({e}): fix it")
+            fail(f"settings file {path} is not valid JSON ({e}): fix it")
         if not isinstance(values, dict):
-            parser.error(f"settings file {path} must hold a JSON object of {cls.__name__} fields")
+            fail(f"settings file {path} must hold a JSON object of {cls.__name__} fields")
     hints = cls.field_hints()
     labels = {f.name: f.metadata.get("labels") for f in fields(cls)}
     try:
@@ -92,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     prog = f"python -m helpers {known.step}"
     try:
         inputs = steps.prepare(known.step, settings)
-    except (ValueError, OSError) as e:  # the inputs are wrong: one line naming the fix, no traceback
-        raise SystemExit(f"{prog}: error: {e}") from None
+    except (ValueError, OSError) as e:  # the inputs are wrong: one line naming the fix, no traceback, exit 2
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     start = time.perf_counter()
     steps.STEPS[known.step](settings, **inputs)
     print(f"{known.step} finished in {time.perf_counter() - start:.1f} s")

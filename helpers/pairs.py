@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from helpers import generation
 from helpers.answers import LETTERS, extract_answer
 from helpers.jsonl import append_jsonl, read_jsonl, write_jsonl_atomic
-from helpers.prompts import render_completion, render_prompt, target_text
+from helpers.prompts import answer_text, render_completion, render_prompt, target_text
 from helpers.settings import PairSettings
 
 PAIR_KEYS = ("id", "prompt", "chosen", "rejected", "chosen_letter", "rejected_letter", "gold", "kind")
@@ -79,7 +79,7 @@ def template_rationale(concept: str, wrong_text: str) -> str:
             f"connected with {concept}, so it fits best; the other options do not fit as well.")
 
 
-def offline_pair(tok: Any, record: Mapping[str, Any], rng: random.Random) -> dict | None:
+def offline_pair(tok: Any, record: Mapping[str, Any], rng: random.Random, answer_format: str = "letter") -> dict | None:
     """Gold explanation + ``Answer: <gold>`` vs a rationale for a seeded-random wrong option.
 
     The wrong rationale is the gold explanation with the gold choice text and the wrong choice text
@@ -102,7 +102,9 @@ def offline_pair(tok: Any, record: Mapping[str, Any], rng: random.Random) -> dic
     swapped, n_gold = swap_mentions(record["explanation"], gold_text, wrong_text)
     kind = "offline-swap" if n_gold else "offline-template"
     rationale = swapped if n_gold else template_rationale(record["concept"], wrong_text)
-    return _pair(tok, record, target_text(record["explanation"], gold), target_text(rationale, letter), (gold, letter), kind)
+    chosen = target_text(record["explanation"], gold, answer_text(record, gold, answer_format))
+    rejected = target_text(rationale, letter, answer_text(record, letter, answer_format))
+    return _pair(tok, record, chosen, rejected, (gold, letter), kind)
 
 
 def build_offline_pairs(tok: Any, records: Iterable[Mapping[str, Any]], seed: int) -> list[dict]:
@@ -248,14 +250,14 @@ def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str,
     for rec in records:
         rng = _rng(settings.seed, rec["id"])
         if settings.strategy == "offline":
-            pair = offline_pair(tok, rec, rng)
+            pair = offline_pair(tok, rec, rng, settings.answer_format)
         else:
             report.outcomes[sample_outcome(rec, samples[rec["id"]])] += 1
             pair = on_policy_pair(tok, rec, samples[rec["id"]], rng)
             if pair is None and settings.when_all_agree == "skip":
                 report.drop("all samples agree (when_all_agree='skip')", rec["id"])
                 continue
-            pair = pair or offline_pair(tok, rec, rng)
+            pair = pair or offline_pair(tok, rec, rng, settings.answer_format)
         reason = ("no wrong option differs from the gold text" if pair is None
                   else check_pair(tok, rec, pair, settings.max_length))
         if reason:

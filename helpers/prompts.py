@@ -34,9 +34,20 @@ def user_message(question: str, choices: Sequence[str]) -> str:
     return "\n".join(lines + ["", INSTRUCTION])
 
 
-def target_text(explanation: str, letter: str) -> str:
-    """The assistant turn the model is trained to write: explanation, then ``Answer: X``."""
-    return f"{explanation.strip()}\n{format_answer_line(letter)}"
+ANSWER_FORMATS = ("letter", "letter+text")  # the final line: "Answer: C" or "Answer: C. ocean"
+
+
+def target_text(explanation: str, letter: str, answer_text: str | None = None) -> str:
+    """The assistant turn the model is trained to write: explanation, then ``Answer: X`` (``Answer: X. text``
+    when ``answer_text`` is given)."""
+    return f"{explanation.strip()}\n{format_answer_line(letter, answer_text)}"
+
+
+def answer_text(record: Mapping[str, Any], letter: str, answer_format: str) -> str | None:
+    """The choice text the answer line repeats under ``answer_format`` (None for "letter")."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+    return record["choices"][LETTERS.index(letter)] if answer_format == "letter+text" else None
 
 
 def messages(question: str, choices: Sequence[str]) -> list[dict[str, str]]:
@@ -83,9 +94,8 @@ def render_completion(tokenizer: Any, record: Mapping[str, Any], assistant_text:
     return completion[: completion.rindex(eos) + len(eos)]
 
 
-def to_prompt_completion(tokenizer: Any, record: Mapping[str, Any]) -> dict[str, str]:
+def to_prompt_completion(tokenizer: Any, record: Mapping[str, Any], answer_format: str = "letter") -> dict[str, str]:
     """SFT record: ``{"prompt", "completion"}`` strings (TRL trains on the completion only)."""
-    return {
-        "prompt": render_prompt(tokenizer, record),
-        "completion": render_completion(tokenizer, record, target_text(record["explanation"], record["answer"])),
-    }
+    gold = record["answer"]
+    target = target_text(record["explanation"], gold, answer_text(record, gold, answer_format))
+    return {"prompt": render_prompt(tokenizer, record), "completion": render_completion(tokenizer, record, target)}

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, TypeVar
 
 from helpers.eval_modes import MODE_NAMES
 from helpers.presets import PRESETS
+from helpers.prompts import ANSWER_FORMATS
 
 T = TypeVar("T", bound="Settings")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -292,6 +293,8 @@ class SFTSettings(TrainSettings):
     lora_dropout: float = setting(0.05, "dropout on the LoRA input", ge=0, lt=1)
     target_modules: str = setting("qkvo", "layers that get LoRA: the q/k/v/o attention projections, or every "
                                           "linear layer", choices=("qkvo", "all-linear"))
+    answer_format: str = setting("letter", "the target's final line: 'Answer: C', or 'Answer: C. ocean' with the "
+                                           "choice's text", choices=ANSWER_FORMATS)
 
     @property
     def output_dir(self) -> Path:
@@ -346,6 +349,8 @@ class PairSettings(Settings, UsesSFTAdapter):
                                              "pair, or skip the question", choices=("offline", "skip"))
     max_length: int = setting(512, "pairs whose prompt + longer side exceed this many tokens are dropped "
                                    "(DPO's max_length)", ge=64)
+    answer_format: str = setting("letter", "offline pairs' final line, as the SFT run's answer_format",
+                                 choices=ANSWER_FORMATS)
 
 
 @dataclass(frozen=True)

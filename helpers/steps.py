@@ -50,6 +50,15 @@ def refuse_holdout(ids: Any, adapter_dir: str | Path, what: str) -> None:
                          f"(see {Path(adapter_dir) / 'settings.json'})")
 
 
+def refuse_other_answer_format(answer_format: str, adapter_dir: str | Path, what: str) -> None:
+    """Pairs must end their answers the way the SFT run behind ``adapter_dir`` was taught to."""
+    saved = Path(adapter_dir) / "settings.json"
+    taught = json.loads(saved.read_text()).get("answer_format", "letter") if saved.is_file() else answer_format
+    if taught != answer_format:
+        raise ValueError(f"{what} uses answer_format {answer_format!r} but the SFT run in {adapter_dir} was trained "
+                         f"with {taught!r}: set answer_format={taught!r}")
+
+
 def _write_holdout(s: SFTSettings, data: DatasetDict) -> None:
     held = sorted(data["holdout"]["id"]) if "holdout" in data else []
     s.output_dir.mkdir(parents=True, exist_ok=True)
@@ -76,12 +85,15 @@ def run_pairs(s: PairSettings, data: DatasetDict | None = None, model: Any = Non
     on_policy = s.strategy == "on_policy"
     if on_policy:
         refuse_holdout(data["train"]["id"], s.sft_dir, "sampling on-policy pairs")
+    if models.has_adapter(s.sft_dir):
+        refuse_other_answer_format(s.answer_format, s.sft_dir, "these pairs")
     tokenizer = tokenizer or models.load_tokenizer(models.adapter_base(s.sft_dir) if on_policy else s.model)
     if on_policy and model is None:
         model = models.load_adapter_model(s.sft_dir, precision=s.precision, quantize=s.quantize)
     built, report = pairs.build_pairs(s, tokenizer, data["train"], model=model)
     pairs.write_pairs(built, s.pairs, report)
     made_by = {"strategy": s.strategy, "model": s.model, "max_length": s.max_length, "seed": s.seed,
+               "answer_format": s.answer_format,
                "holdout_size": s.holdout_size, "train_sample_size": s.train_sample_size,
                "train_ids": provenance.ids_hash(data["train"]["id"])}
     if on_policy:
@@ -105,6 +117,7 @@ def pairs_for_dpo(s: DPOSettings) -> Dataset:
         raise ValueError(f"the on-policy pairs in {s.pairs} were sampled from another SFT adapter than the one in "
                          f"{s.sft_dir} (retrained since?): rebuild them with notebooks/02_pairs")
     refuse_holdout(pair_ds["id"], s.sft_dir, f"DPO on {s.pairs}")
+    refuse_other_answer_format(made_by.get("answer_format", "letter"), s.sft_dir, f"the pairs in {s.pairs}")
     if s.train_sample_size and s.train_sample_size < pair_ds.num_rows:  # a seeded subset of the pairs
         pair_ds = pair_ds.shuffle(seed=s.seed).select(range(s.train_sample_size))
     return pair_ds
@@ -195,6 +208,8 @@ def prepare(step: str, s: Any) -> dict[str, Any]:
     data = load_data(s)
     if step == "pairs" and s.strategy == "on_policy":
         refuse_holdout(data["train"]["id"], s.sft_dir, "sampling on-policy pairs")
+    if step == "pairs" and models.has_adapter(s.sft_dir):
+        refuse_other_answer_format(s.answer_format, s.sft_dir, "these pairs")
     if step == "eval":
         check_eval_split(s, data)
     return {"data": data}

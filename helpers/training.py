@@ -116,9 +116,10 @@ def dpo_config(s: DPOSettings) -> Any:
     return DPOConfig(**common_args(s), beta=s.beta, precompute_ref_log_probs=s.precompute_ref_log_probs, **losses)
 
 
-def sft_dataset(tokenizer: Any, records: Dataset) -> Dataset:
+def sft_dataset(tokenizer: Any, records: Dataset, answer_format: str = "letter") -> Dataset:
     """Records -> ``{"prompt", "completion"}`` strings in the one prompt format."""
-    return records.map(lambda r: prompts.to_prompt_completion(tokenizer, r), remove_columns=records.column_names)
+    return records.map(lambda r: prompts.to_prompt_completion(tokenizer, r, answer_format),
+                       remove_columns=records.column_names)
 
 
 @dataclass
@@ -334,7 +335,7 @@ def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokeniz
     trainer = SFTTrainer(
         model=model,
         args=sft_config(s, eos_token=tokenizer.eos_token),
-        train_dataset=sft_dataset(tokenizer, train_records),
+        train_dataset=sft_dataset(tokenizer, train_records, s.answer_format),
         processing_class=tokenizer,
         peft_config=lora_config(s),
         callbacks=[MetricsFile(s.output_dir), *(callbacks or [])],
