@@ -302,8 +302,7 @@ def base_for_merge(adapter_dir: str | Path, precision: str = "auto") -> Any:
     if not trained_quantized(adapter_dir) or not torch.cuda.is_available():  # 4-bit needs CUDA (bitsandbytes)
         return load_model(base, precision=precision, quantize=False)
     model = load_model(base, precision=precision, quantize=True)
-    model.dequantize()
-    return model.to(compute_dtype(precision))
+    return model.dequantize(dtype=compute_dtype(precision))
 
 
 def save_merged(adapter_dir: str | Path, out_dir: str | Path, precision: str = "auto") -> Path:
