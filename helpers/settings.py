@@ -91,8 +91,8 @@ def parse_text(name: str, hint: Any, raw: str, labels: tuple | None = None) -> A
     """A value typed as text (command line, a form's text box) -> the field's type; ValueError naming the field."""
     inner, optional = _optional(hint)
     text = raw.strip()
-    for value, label in labels or ():
-        if text.lower() in (str(label).lower(), str(value).lower()):
+    for value, label in labels or ():  # a label, its first words ("auto" for "auto (4-bit on a GPU)") or the value
+        if text.lower() in (str(label).lower(), str(label).split(" (")[0].lower(), str(value).lower()):
             return value
     if optional and text.lower() in NONE_WORDS:
         return None
