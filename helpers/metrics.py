@@ -83,8 +83,9 @@ def _mode_order(modes: Iterable[str]) -> list[str]:
 def records_frame(records: Iterable[dict] | pd.DataFrame, max_new_tokens: int | None = None) -> pd.DataFrame:
     """Records as a DataFrame with every column the tables read (``failure`` filled in by `fill_failures`)."""
     df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
-    if "variant" not in df.columns and "model" in df.columns:  # written before the rename
-        df = df.rename(columns={"model": "variant"})
+    if "model" in df.columns:  # records written before the model -> variant rename
+        df["variant"] = df["variant"].fillna(df["model"]) if "variant" in df.columns else df["model"]
+        df = df.drop(columns="model")
     missing = [c for c in _REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"records lack columns: {missing}")
