@@ -24,21 +24,47 @@ class EvalMode:
     metrics: tuple[str, ...] = ("acc",)
 
 
-MODES: dict[str, EvalMode] = {m.name: m for m in (
-    EvalMode("cot", "chat prompt, greedy explanation + 'Answer: X', parsed by helpers.answers; parse failures are "
-                    "broken down (out of tokens / dangling anchor / no anchor)", True, "evaluate_cot",
-             ("batch_size", "max_new_tokens")),
-    EvalMode("cot@k", "self-consistency: k chains of thought sampled at temperature, majority vote of the parsed "
-                      "letters (a tie goes to the tied letter sampled first)", True, "evaluate_cot_at_k",
-             ("batch_size", "max_new_tokens", "k", "temperature", "seed")),
-    EvalMode("cloze", "each answer text scored as a continuation of 'Question: ...\\nAnswer:' (lm-eval style); "
-                      "headline: log-prob / characters (acc_norm), also summed log-prob (acc)", False,
-             "evaluate_cloze", metrics=("acc_norm", "acc")),
-    EvalMode("letter", "lm-eval commonsense_qa: lettered choices, the likeliest of ' A' ... ' E'", False,
-             "evaluate_letter"),
-    EvalMode("letter-cyclic", "letter mode averaged over the 5 cyclic rotations of the choices (position-debiased)",
-             False, "evaluate_letter_cyclic"),
-)}
+MODES: dict[str, EvalMode] = {
+    m.name: m
+    for m in (
+        EvalMode(
+            "cot",
+            "chat prompt, greedy explanation + 'Answer: X', parsed by helpers.answers; parse failures are "
+            "broken down (out of tokens / dangling anchor / no anchor)",
+            True,
+            "evaluate_cot",
+            ("batch_size", "max_new_tokens"),
+        ),
+        EvalMode(
+            "cot@k",
+            "self-consistency: k chains of thought sampled at temperature, majority vote of the parsed "
+            "letters (a tie goes to the tied letter sampled first)",
+            True,
+            "evaluate_cot_at_k",
+            ("batch_size", "max_new_tokens", "k", "temperature", "seed"),
+        ),
+        EvalMode(
+            "cloze",
+            "each answer text scored as a continuation of 'Question: ...\\nAnswer:' (lm-eval style); "
+            "headline: log-prob / characters (acc_norm), also summed log-prob (acc)",
+            False,
+            "evaluate_cloze",
+            metrics=("acc_norm", "acc"),
+        ),
+        EvalMode(
+            "letter",
+            "lm-eval commonsense_qa: lettered choices, the likeliest of ' A' ... ' E'",
+            False,
+            "evaluate_letter",
+        ),
+        EvalMode(
+            "letter-cyclic",
+            "letter mode averaged over the 5 cyclic rotations of the choices (position-debiased)",
+            False,
+            "evaluate_letter_cyclic",
+        ),
+    )
+}
 MODE_NAMES: tuple[str, ...] = tuple(MODES)
 
 

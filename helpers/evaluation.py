@@ -21,8 +21,9 @@ import gc
 import json
 import sys
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -62,8 +63,13 @@ SAMPLE_SEPARATOR = "\n\n----- next sample -----\n\n"  # between cot@k's samples 
 # ---------------------------------------------------------------- generated answers
 def _cot_result(gen: Generation, max_new_tokens: int) -> dict[str, Any]:
     parsed = extract_answer(gen.text)
-    return {"output": gen.text, "parsed": parsed, "new_tokens": gen.new_tokens,
-            "failure": classify_failure(gen.text, parsed, gen.new_tokens, max_new_tokens), "detail": None}
+    return {
+        "output": gen.text,
+        "parsed": parsed,
+        "new_tokens": gen.new_tokens,
+        "failure": classify_failure(gen.text, parsed, gen.new_tokens, max_new_tokens),
+        "detail": None,
+    }
 
 
 def vote(samples: Sequence[Generation], max_new_tokens: int) -> dict[str, Any]:
@@ -71,29 +77,54 @@ def vote(samples: Sequence[Generation], max_new_tokens: int) -> dict[str, Any]:
     each = [_cot_result(g, max_new_tokens) for g in samples]
     letters, failures = [r["parsed"] for r in each], [r["failure"] for r in each]
     parsed = majority_vote(letters)
-    return {"output": SAMPLE_SEPARATOR.join(g.text for g in samples), "parsed": parsed,
-            "new_tokens": round(sum(g.new_tokens for g in samples) / len(samples)),
-            "failure": None if parsed else Counter(failures).most_common(1)[0][0],
-            "detail": {"votes": letters, "failures": failures, "new_tokens": [g.new_tokens for g in samples]}}
+    return {
+        "output": SAMPLE_SEPARATOR.join(g.text for g in samples),
+        "parsed": parsed,
+        "new_tokens": round(sum(g.new_tokens for g in samples) / len(samples)),
+        "failure": None if parsed else Counter(failures).most_common(1)[0][0],
+        "detail": {"votes": letters, "failures": failures, "new_tokens": [g.new_tokens for g in samples]},
+    }
 
 
-def evaluate_cot(model: Any, tokenizer: Any, questions: Sequence[Mapping[str, Any]], variant: str,
-                 out_path: str | Path, batch_size: int = 32, max_new_tokens: int = 192) -> list[dict]:
+def evaluate_cot(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+    max_new_tokens: int = 192,
+) -> list[dict]:
     """Greedy explanation + ``Answer: X`` per question, parsed by `extract_answer`; resumable."""
     prompts = [render_prompt(tokenizer, q) for q in questions]
 
     def run(todo: list[int]) -> Batches:
-        for idx, gens in generate_all(model, tokenizer, [prompts[i] for i in todo], batch_size=batch_size,
-                                      max_new_tokens=max_new_tokens, temperature=0.0):
+        for idx, gens in generate_all(
+            model,
+            tokenizer,
+            [prompts[i] for i in todo],
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+        ):
             yield [todo[j] for j in idx], [_cot_result(g[0], max_new_tokens) for g in gens]
 
     return run_resumable(questions, prompts, variant, "cot", out_path, run)
 
 
-def evaluate_cot_at_k(model: Any, tokenizer: Any, questions: Sequence[Mapping[str, Any]], variant: str,
-                      out_path: str | Path, batch_size: int = 32, max_new_tokens: int = 192, k: int = 8,
-                      temperature: float = 0.7, seed: int = 42) -> list[dict]:
-    """Self-consistency: ``k`` samples per question (``batch_size // k`` questions per batch), majority vote; resumable.
+def evaluate_cot_at_k(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+    max_new_tokens: int = 192,
+    k: int = 8,
+    temperature: float = 0.7,
+    seed: int = 42,
+) -> list[dict]:
+    """Self-consistency: ``k`` samples per question (``batch_size // k`` questions a batch), majority vote; resumable.
 
     Sampling is seeded once per call, so a resumed run samples its remaining questions differently.
     """
@@ -101,8 +132,15 @@ def evaluate_cot_at_k(model: Any, tokenizer: Any, questions: Sequence[Mapping[st
 
     def run(todo: list[int]) -> Batches:
         torch.manual_seed(seed)
-        for idx, gens in generate_all(model, tokenizer, [prompts[i] for i in todo], batch_size=max(1, batch_size // k),
-                                      max_new_tokens=max_new_tokens, temperature=temperature, num_return_sequences=k):
+        for idx, gens in generate_all(
+            model,
+            tokenizer,
+            [prompts[i] for i in todo],
+            batch_size=max(1, batch_size // k),
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            num_return_sequences=k,
+        ):
             yield [todo[j] for j in idx], [vote(samples, max_new_tokens) for samples in gens]
 
     return run_resumable(questions, prompts, variant, "cot@k", out_path, run)
@@ -114,8 +152,15 @@ def _scored(detail: dict[str, list[float]], headline: str) -> dict[str, Any]:
     return {"output": letter, "parsed": letter, "new_tokens": 0, "failure": None, "detail": detail}
 
 
-def _evaluate_scored(questions: Sequence[Mapping[str, Any]], prompts: list[str], variant: str, mode: str,
-                     out_path: str | Path, batch_size: int, score: Any) -> list[dict]:
+def _evaluate_scored(
+    questions: Sequence[Mapping[str, Any]],
+    prompts: list[str],
+    variant: str,
+    mode: str,
+    out_path: str | Path,
+    batch_size: int,
+    score: Any,
+) -> list[dict]:
     """Run ``score(questions) -> [detail]`` over batches of ``batch_size`` questions; the headline metric picks."""
     headline = MODES[mode].metrics[0]
 
@@ -127,40 +172,64 @@ def _evaluate_scored(questions: Sequence[Mapping[str, Any]], prompts: list[str],
     return run_resumable(questions, prompts, variant, mode, out_path, run)
 
 
-def evaluate_cloze(model: Any, tokenizer: Any, questions: Sequence[Mapping[str, Any]], variant: str,
-                   out_path: str | Path, batch_size: int = 32) -> list[dict]:
-    """Each choice's text as a continuation of ``Question: ...\\nAnswer:``; pick by log-prob per character; resumable."""
+def evaluate_cloze(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+) -> list[dict]:
+    """Each choice's text as a continuation of ``Question: ...\\nAnswer:``; picked by log-prob per character."""
+
     def score(batch: list) -> list:
         return cloze_scores(model, tokenizer, batch, batch_size=5 * batch_size)
 
-    return _evaluate_scored(questions, [cloze_context(q) for q in questions], variant, "cloze", out_path,
-                            batch_size, score)
+    return _evaluate_scored(
+        questions, [cloze_context(q) for q in questions], variant, "cloze", out_path, batch_size, score
+    )
 
 
-def evaluate_letter(model: Any, tokenizer: Any, questions: Sequence[Mapping[str, Any]], variant: str,
-                    out_path: str | Path, batch_size: int = 32) -> list[dict]:
+def evaluate_letter(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+) -> list[dict]:
     """The likeliest of " A" ... " E" after the lettered choices (lm-eval ``commonsense_qa``, ``acc``); resumable."""
+
     def score(batch: list) -> list:
         return [{"acc": s} for s in letter_scores(model, tokenizer, [letter_prompt(q) for q in batch], batch_size)]
 
-    return _evaluate_scored(questions, [letter_prompt(q) for q in questions], variant, "letter", out_path,
-                            batch_size, score)
+    return _evaluate_scored(
+        questions, [letter_prompt(q) for q in questions], variant, "letter", out_path, batch_size, score
+    )
 
 
-def evaluate_letter_cyclic(model: Any, tokenizer: Any, questions: Sequence[Mapping[str, Any]], variant: str,
-                           out_path: str | Path, batch_size: int = 32) -> list[dict]:
+def evaluate_letter_cyclic(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+) -> list[dict]:
     """Letter mode with each choice's score averaged over the 5 cyclic rotations of the choices; resumable.
 
     A prior for a position (e.g. " A") then adds the same to every choice and cannot pick the answer.
     """
+
     def score(batch: list) -> list:
         contexts = [letter_prompt(q, rot) for q in batch for rot in rotations(q["choices"])]
         flat = letter_scores(model, tokenizer, contexts, batch_size=5 * batch_size)
         n = len(rotations(batch[0]["choices"])) if batch else 0
         return [{"acc": unrotate(flat[i : i + n])} for i in range(0, len(flat), n)]
 
-    return _evaluate_scored(questions, [letter_prompt(q) for q in questions], variant, "letter-cyclic", out_path,
-                            batch_size, score)
+    return _evaluate_scored(
+        questions, [letter_prompt(q) for q in questions], variant, "letter-cyclic", out_path, batch_size, score
+    )
 
 
 # ---------------------------------------------------------------- every variant in every mode
@@ -169,7 +238,9 @@ def validation_records(settings: EvalSettings, data: Any = None) -> list[dict]:
     if data is None:
         data = load_ecqa(settings.data_source, seed=settings.seed, holdout_size=settings.holdout_size)
     if settings.split not in data:
-        raise ValueError(f"the data has no {settings.split!r} split: load it with holdout_size={settings.holdout_size}")
+        raise ValueError(
+            f"the data has no {settings.split!r} split: load it with holdout_size={settings.holdout_size}"
+        )
     val = data[settings.split]
     if settings.sample_size is not None:
         val = val.shuffle(seed=settings.seed).select(range(min(settings.sample_size, val.num_rows)))
@@ -198,8 +269,9 @@ def _load_variant(settings: EvalSettings, variant: str) -> tuple[Any, Any, Path 
     return model, load_tokenizer(adapter_base(folder)), folder
 
 
-def records_provenance(settings: EvalSettings, variant: str, mode: str, model: Any,
-                       adapter: Path | None) -> dict[str, Any]:
+def records_provenance(
+    settings: EvalSettings, variant: str, mode: str, model: Any, adapter: Path | None
+) -> dict[str, Any]:
     """What a records file depends on: model, variant, adapter weights, dtype, quantization, the mode's settings.
 
     The question selection is not part of it: records are per question, so another sample reuses the ones it shares.
@@ -209,9 +281,15 @@ def records_provenance(settings: EvalSettings, variant: str, mode: str, model: A
     except OSError:  # no safetensors weights (an old .bin adapter): its folder's name is all we can record
         adapter_id = str(adapter)
     params = {p: getattr(settings, p) for p in MODES[mode].params if p != "batch_size"}  # batching changes nothing
-    return {"model": settings.model, "variant": variant, "adapter": adapter_id, "mode": mode,
-            "dtype": str(getattr(model, "dtype", "")), "quantized": bool(getattr(model, "is_loaded_in_4bit", False)),
-            **params}
+    return {
+        "model": settings.model,
+        "variant": variant,
+        "adapter": adapter_id,
+        "mode": mode,
+        "dtype": str(getattr(model, "dtype", "")),
+        "quantized": bool(getattr(model, "is_loaded_in_4bit", False)),
+        **params,
+    }
 
 
 def prepare_records_file(out_path: Path, expected: Mapping[str, Any]) -> None:
@@ -262,8 +340,10 @@ def save_results(records_df: pd.DataFrame, eval_dir: str | Path) -> list[Path]:
     summary, comparisons = results_table(records_df)
     paths = [eval_dir / "results.csv", eval_dir / "results.json", eval_dir / "comparisons.csv"]
     summary.to_csv(paths[0], index=False)
-    as_json = {name: json.loads(df.to_json(orient="records")) for name, df in
-               (("summary", summary), ("comparisons", comparisons))}
+    as_json = {
+        name: json.loads(df.to_json(orient="records"))
+        for name, df in (("summary", summary), ("comparisons", comparisons))
+    }
     paths[1].write_text(json.dumps(as_json, indent=2) + "\n")
     comparisons.to_csv(paths[2], index=False)
     return paths

@@ -36,7 +36,9 @@ def has_anchor(text: str | None) -> bool:
     return any(_ANCHOR.match(line) for line in _SPECIAL.sub(" ", text or "").splitlines())
 
 
-def classify_failure(output: str | None, parsed: str | None, new_tokens: int, max_new_tokens: int | None) -> str | None:
+def classify_failure(
+    output: str | None, parsed: str | None, new_tokens: int, max_new_tokens: int | None
+) -> str | None:
     """Why a CoT answer has no letter, in this order: ``out_of_tokens`` (``new_tokens`` reached the limit, no eos),
     ``dangling_anchor`` (an ``Answer:`` line without one valid letter), ``no_anchor``; None when it parsed.
 
@@ -114,7 +116,7 @@ def fill_failures(df: pd.DataFrame, max_new_tokens: int | None = None) -> pd.Dat
 
 
 def scored(records: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
-    """One row per record and metric of its mode (`helpers.eval_modes.EvalMode.metrics`): ``label``, ``pick``, ``correct``.
+    """One row per record and metric of its mode (`EvalMode.metrics`): ``label``, ``pick``, ``correct``.
 
     The headline metric's pick is the record's ``parsed``; another metric's is the argmax of ``detail[metric]``.
     """
@@ -147,8 +149,23 @@ def letter_counts(picks: Iterable[Any]) -> dict[str, int]:
     return {k: c[k] for k in (*LETTERS, "none")}
 
 
-SUMMARY_COLUMNS = ["variant", "mode", "metric", "label", "n", "correct", "accuracy", "ci_low", "ci_high",
-                   "parse_fail_rate", *FAILURES, "top_letter", "top_share", "letters", "mean_new_tokens"]
+SUMMARY_COLUMNS = [
+    "variant",
+    "mode",
+    "metric",
+    "label",
+    "n",
+    "correct",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "parse_fail_rate",
+    *FAILURES,
+    "top_letter",
+    "top_share",
+    "letters",
+    "mean_new_tokens",
+]
 
 
 def summarize(records: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
@@ -168,22 +185,36 @@ def summarize(records: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
             counts = letter_counts(sub["pick"])
             top = max(LETTERS, key=lambda x: counts[x])
             fails = Counter(sub["failure"].dropna())
-            rows.append({
-                "variant": variant, "mode": sub["mode"].iat[0], "metric": sub["metric"].iat[0], "label": label,
-                "n": n, "correct": k, "accuracy": k / n, "ci_low": low, "ci_high": high,
-                "parse_fail_rate": counts["none"] / n, **{f: fails[f] for f in FAILURES},
-                "top_letter": top, "top_share": counts[top] / n,
-                "letters": " ".join(f"{x}:{counts[x]}" for x in counts if x in LETTERS or counts[x]),
-                "mean_new_tokens": float(sub["new_tokens"].mean()),
-            })
+            rows.append(
+                {
+                    "variant": variant,
+                    "mode": sub["mode"].iat[0],
+                    "metric": sub["metric"].iat[0],
+                    "label": label,
+                    "n": n,
+                    "correct": k,
+                    "accuracy": k / n,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "parse_fail_rate": counts["none"] / n,
+                    **{f: fails[f] for f in FAILURES},
+                    "top_letter": top,
+                    "top_share": counts[top] / n,
+                    "letters": " ".join(f"{x}:{counts[x]}" for x in counts if x in LETTERS or counts[x]),
+                    "mean_new_tokens": float(sub["new_tokens"].mean()),
+                }
+            )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def letter_distribution(records: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
     """Share of each predicted letter (and of no letter) per variant and mode label, variants in pipeline order."""
     df = scored(records)
-    rows = [{"variant": v, "label": lab, **{k: c / len(sub) for k, c in letter_counts(sub["pick"]).items()}}
-            for v in variant_order(df["variant"]) for lab, sub in df[df["variant"] == v].groupby("label", sort=False)]
+    rows = [
+        {"variant": v, "label": lab, **{k: c / len(sub) for k, c in letter_counts(sub["pick"]).items()}}
+        for v in variant_order(df["variant"])
+        for lab, sub in df[df["variant"] == v].groupby("label", sort=False)
+    ]
     return pd.DataFrame(rows, columns=["variant", "label", *LETTERS, "none"])
 
 
@@ -197,8 +228,14 @@ def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
     b_only, both_wrong = int((~a & b).sum()), int((~a & ~b).sum())
     table = np.array([[both_right, a_only], [b_only, both_wrong]])
     p_value = float(mcnemar(table, exact=True).pvalue)
-    return {"n": int(a.size), "both_right": both_right, "a_only": a_only,
-            "b_only": b_only, "both_wrong": both_wrong, "p_value": p_value}
+    return {
+        "n": int(a.size),
+        "both_right": both_right,
+        "a_only": a_only,
+        "b_only": b_only,
+        "both_wrong": both_wrong,
+        "p_value": p_value,
+    }
 
 
 def default_pairs(variants: Iterable[str]) -> list[tuple[str, str]]:
@@ -218,12 +255,26 @@ def default_pairs(variants: Iterable[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-COMPARISON_COLUMNS = ["mode", "metric", "label", "comparison", "variant_a", "variant_b", "n", "acc_a", "acc_b",
-                      "delta", "a_only", "b_only", "p_value"]
+COMPARISON_COLUMNS = [
+    "mode",
+    "metric",
+    "label",
+    "comparison",
+    "variant_a",
+    "variant_b",
+    "n",
+    "acc_a",
+    "acc_b",
+    "delta",
+    "a_only",
+    "b_only",
+    "p_value",
+]
 
 
-def paired_comparisons(records: Iterable[dict] | pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None,
-                       mode: str | None = None) -> pd.DataFrame:
+def paired_comparisons(
+    records: Iterable[dict] | pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, mode: str | None = None
+) -> pd.DataFrame:
     """Exact McNemar test per mode, metric and (earlier, later) variant pair, aligned on question id.
 
     Only ids answered by both count. ``comparison`` reads "later vs earlier" (e.g. "sft vs base"); ``delta`` is
@@ -244,7 +295,7 @@ def paired_comparisons(records: Iterable[dict] | pd.DataFrame, pairs: Sequence[t
         if mode is not None and sub["mode"].iat[0] != mode:
             continue
         present = variant_order(sub["variant"])
-        for va, vb in (pairs if pairs is not None else default_pairs(present)):
+        for va, vb in pairs if pairs is not None else default_pairs(present):
             if va not in present or vb not in present:
                 continue
             a = sub[sub["variant"] == va].set_index("id")["correct"]
@@ -253,10 +304,23 @@ def paired_comparisons(records: Iterable[dict] | pd.DataFrame, pairs: Sequence[t
             res = mcnemar_exact(joined["a"].to_numpy(), joined["b"].to_numpy())
             acc_a = float(joined["a"].mean()) if res["n"] else math.nan
             acc_b = float(joined["b"].mean()) if res["n"] else math.nan
-            rows.append({"mode": sub["mode"].iat[0], "metric": sub["metric"].iat[0], "label": label,
-                         "comparison": f"{vb} vs {va}", "variant_a": va, "variant_b": vb, "n": res["n"],
-                         "acc_a": acc_a, "acc_b": acc_b, "delta": acc_b - acc_a,
-                         "a_only": res["a_only"], "b_only": res["b_only"], "p_value": res["p_value"]})
+            rows.append(
+                {
+                    "mode": sub["mode"].iat[0],
+                    "metric": sub["metric"].iat[0],
+                    "label": label,
+                    "comparison": f"{vb} vs {va}",
+                    "variant_a": va,
+                    "variant_b": vb,
+                    "n": res["n"],
+                    "acc_a": acc_a,
+                    "acc_b": acc_b,
+                    "delta": acc_b - acc_a,
+                    "a_only": res["a_only"],
+                    "b_only": res["b_only"],
+                    "p_value": res["p_value"],
+                }
+            )
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 

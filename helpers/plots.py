@@ -7,7 +7,8 @@ in Jupyter (as the cell's value) and can be saved with ``fig.savefig(path)``.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,8 +51,14 @@ def accuracy_chart(summary_df: pd.DataFrame, title: str = "CommonsenseQA validat
     return fig
 
 
-LETTER_COLORS = {"A": "tab:blue", "B": "tab:orange", "C": "tab:green", "D": "tab:red", "E": "tab:purple",
-                 "none": "lightgrey"}
+LETTER_COLORS = {
+    "A": "tab:blue",
+    "B": "tab:orange",
+    "C": "tab:green",
+    "D": "tab:red",
+    "E": "tab:purple",
+    "none": "lightgrey",
+}
 
 
 def _draw_letters(ax: Any, dist: pd.DataFrame, label: str) -> None:
@@ -69,7 +76,7 @@ def _draw_letters(ax: Any, dist: pd.DataFrame, label: str) -> None:
 
 
 def letter_chart(dist: pd.DataFrame) -> Figure:
-    """Stacked shares of predicted letters per variant (pipeline order), one panel per mode (`metrics.letter_distribution`).
+    """Stacked shares of predicted letters per variant (pipeline order), one panel per mode (`letter_distribution`).
 
     The dotted line marks 30%: a letter above it is a position habit, not knowledge (gold letters are ~20% each).
     """
@@ -110,7 +117,7 @@ def loss_curve(log_history: Sequence[Mapping], keys: Sequence[str] = ("loss",), 
     nrows = -(-len(keys) // ncols)
     fig = Figure(figsize=(4.5 * ncols, 3.2 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[len(keys):]:
+    for ax in axes[len(keys) :]:
         ax.set_visible(False)
     for ax, key in zip(axes, keys):
         points = [(e["step"], e[key]) for e in log_history if "step" in e and e.get(key) is not None]
@@ -147,19 +154,30 @@ def pair_length_histogram(lengths: Mapping[str, Sequence[int]], max_length: int 
     """
     missing = [k for k in ("prompt", "chosen", "rejected") if not len(lengths.get(k, ()))]
     if missing:
-        raise ValueError(f"no {missing} lengths to plot: pass helpers.pairs.pair_lengths(tok, pairs) of a non-empty list")
+        raise ValueError(
+            f"no {missing} lengths to plot: pass helpers.pairs.pair_lengths(tok, pairs) of a non-empty list"
+        )
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     left, right = fig.subplots(1, 2)
     prompt = np.asarray(lengths["prompt"])
     left.hist(prompt, bins=min(40, max(5, len(np.unique(prompt)))), color="tab:grey", alpha=0.8)
-    left.axvline(np.median(prompt), color="black", linestyle="--", linewidth=1, label=f"median {np.median(prompt):.0f}")
+    left.axvline(
+        np.median(prompt), color="black", linestyle="--", linewidth=1, label=f"median {np.median(prompt):.0f}"
+    )
     left.set_xlabel("prompt tokens")
     left.set_ylabel("pairs")
     sides = {side: np.asarray(lengths[side]) for side in ("chosen", "rejected")}
     bins = np.histogram_bin_edges(np.concatenate(list(sides.values())), bins=min(40, max(5, len(prompt))))
     for (side, lens), color, style in zip(sides.items(), ("tab:green", "tab:red"), ("stepfilled", "step")):
-        right.hist(lens, bins=bins, color=color, alpha=0.45 if style == "stepfilled" else 1.0, histtype=style,
-                   linewidth=1.5, label=f"{side} (median {np.median(lens):.0f})")
+        right.hist(
+            lens,
+            bins=bins,
+            color=color,
+            alpha=0.45 if style == "stepfilled" else 1.0,
+            histtype=style,
+            linewidth=1.5,
+            label=f"{side} (median {np.median(lens):.0f})",
+        )
     right.set_xlabel("completion tokens")
     if max_length is not None:
         longest = prompt + np.maximum(sides["chosen"], sides["rejected"])
@@ -171,7 +189,9 @@ def pair_length_histogram(lengths: Mapping[str, Sequence[int]], max_length: int 
 
 def answer_distribution(letters_by_split: Mapping[str, Sequence[str | None]]) -> Figure:
     """Share of each answer letter per split (gold answers, or a model's parsed answers)."""
-    counts = {split: Counter(v if v in LETTERS else "none" for v in letters) for split, letters in letters_by_split.items()}
+    counts = {
+        split: Counter(v if v in LETTERS else "none" for v in letters) for split, letters in letters_by_split.items()
+    }
     labels = list(LETTERS) + (["none"] if any(c["none"] for c in counts.values()) else [])
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.add_subplot()
@@ -179,8 +199,12 @@ def answer_distribution(letters_by_split: Mapping[str, Sequence[str | None]]) ->
     x = np.arange(len(labels))
     for k, (split, c) in enumerate(counts.items()):
         total = sum(c.values()) or 1
-        ax.bar(x + (k - (len(counts) - 1) / 2) * width, [c[lab] / total for lab in labels], width,
-               label=f"{split} (n={sum(c.values())})")
+        ax.bar(
+            x + (k - (len(counts) - 1) / 2) * width,
+            [c[lab] / total for lab in labels],
+            width,
+            label=f"{split} (n={sum(c.values())})",
+        )
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(x, labels)
     ax.set_ylabel("share")

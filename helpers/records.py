@@ -9,18 +9,29 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from helpers import distributed
 from helpers.jsonl import append_jsonl as append_records  # the one JSONL writer
 from helpers.jsonl import write_jsonl_atomic
 
-RECORD_FIELDS = ("id", "variant", "mode", "prompt", "output", "parsed", "gold", "correct", "new_tokens", "failure",
-                 "detail")
+RECORD_FIELDS = (
+    "id",
+    "variant",
+    "mode",
+    "prompt",
+    "output",
+    "parsed",
+    "gold",
+    "correct",
+    "new_tokens",
+    "failure",
+    "detail",
+)
 # a runner's batches: (question indices, per index the record's output, parsed, new_tokens, failure, detail)
 Batches = Iterator[tuple[list[int], list[dict[str, Any]]]]
-
 
 
 def read_records(path: str | Path, repair: bool = True) -> list[dict]:
@@ -43,7 +54,9 @@ def read_records(path: str | Path, repair: bool = True) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno} is not valid JSON ({e}); delete the file to redo this evaluation") from e
+            raise ValueError(
+                f"{path}:{lineno} is not valid JSON ({e}); delete the file to redo this evaluation"
+            ) from e
     return rows
 
 
@@ -66,8 +79,9 @@ def _progress(total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="q", disable=total == 0)
 
 
-def _done_records(paths: Sequence[Path], prompt_of: Mapping[str, str], variant: str, mode: str,
-                  repair: Sequence[bool]) -> dict[str, dict]:
+def _done_records(
+    paths: Sequence[Path], prompt_of: Mapping[str, str], variant: str, mode: str, repair: Sequence[bool]
+) -> dict[str, dict]:
     """id -> the first record in ``paths`` of each question in ``prompt_of``; a record of another run raises."""
     done: dict[str, dict] = {}
     for path, fix in zip(paths, repair):
@@ -84,8 +98,14 @@ def _done_records(paths: Sequence[Path], prompt_of: Mapping[str, str], variant: 
     return done
 
 
-def run_resumable(questions: Sequence[Mapping[str, Any]], prompts: list[str], variant: str, mode: str,
-              out_path: str | Path, run: Callable[[list[int]], Batches]) -> list[dict]:
+def run_resumable(
+    questions: Sequence[Mapping[str, Any]],
+    prompts: list[str],
+    variant: str,
+    mode: str,
+    out_path: str | Path,
+    run: Callable[[list[int]], Batches],
+) -> list[dict]:
     """Resume from ``out_path``, run the pending questions batch by batch, append each batch; records in input order.
 
     ``run`` gets the indices of the pending questions and yields batches of results. Under several processes each
@@ -102,8 +122,9 @@ def run_resumable(questions: Sequence[Mapping[str, Any]], prompts: list[str], va
         mine, write_to, where = range(len(ids)), Path(out_path), f"in {out_path}"
     else:  # records merged earlier count as done; only this process appends to (and repairs) its own file
         mine, write_to = shard(range(len(ids)), rank, world), rank_file(out_path, rank)
-        done = _done_records([Path(out_path), write_to], {ids[i]: prompts[i] for i in mine}, variant, mode,
-                             repair=[False, True])
+        done = _done_records(
+            [Path(out_path), write_to], {ids[i]: prompts[i] for i in mine}, variant, mode, repair=[False, True]
+        )
         where = f"done by rank {rank} of {world}"
     todo = [i for i in mine if ids[i] not in done]
     if done:
@@ -113,10 +134,21 @@ def run_resumable(questions: Sequence[Mapping[str, Any]], prompts: list[str], va
             batch = []
             for i, res in zip(idx, results):
                 gold = questions[i]["answer"]
-                batch.append({"id": ids[i], "variant": variant, "mode": mode, "prompt": prompts[i],
-                              "output": res["output"], "parsed": res["parsed"], "gold": gold,
-                              "correct": res["parsed"] == gold, "new_tokens": int(res.get("new_tokens", 0)),
-                              "failure": res.get("failure"), "detail": res.get("detail")})
+                batch.append(
+                    {
+                        "id": ids[i],
+                        "variant": variant,
+                        "mode": mode,
+                        "prompt": prompts[i],
+                        "output": res["output"],
+                        "parsed": res["parsed"],
+                        "gold": gold,
+                        "correct": res["parsed"] == gold,
+                        "new_tokens": int(res.get("new_tokens", 0)),
+                        "failure": res.get("failure"),
+                        "detail": res.get("detail"),
+                    }
+                )
             append_records(write_to, batch)
             done.update((r["id"], r) for r in batch)
             bar.update(len(batch))
@@ -145,11 +177,11 @@ def merge_rank_files(out_path: str | Path, prompt_of: Mapping[str, str], variant
     rows += [new[rid] for rid in prompt_of if rid in new and rid not in seen]
     missing = [rid for rid in prompt_of if rid not in seen and rid not in new]
     if missing:
-        raise RuntimeError(f"{variant}/{mode}: {len(missing)} questions (e.g. {missing[0]}) are in no rank file of "
-                           f"{out_path}: a process did not finish its share; rerun the same command to complete it")
+        raise RuntimeError(
+            f"{variant}/{mode}: {len(missing)} questions (e.g. {missing[0]}) are in no rank file of "
+            f"{out_path}: a process did not finish its share; rerun the same command to complete it"
+        )
     write_jsonl_atomic(out_path, rows)
     for part in parts:
         part.unlink()
     return rows
-
-

@@ -11,7 +11,8 @@ One scorer, `score_continuations`, serves the ``cloze``, ``letter`` and ``letter
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -53,8 +54,9 @@ def _encode(tokenizer: Any, texts: list[str], add_bos: bool) -> list[list[int]]:
     return [list(ids) for ids in tokenizer(texts, add_special_tokens=add_bos)["input_ids"]]
 
 
-def encode_pairs(tokenizer: Any, requests: Sequence[tuple[str, str]],
-                 add_bos: bool = False) -> list[tuple[list[int], list[int]]]:
+def encode_pairs(
+    tokenizer: Any, requests: Sequence[tuple[str, str]], add_bos: bool = False
+) -> list[tuple[list[int], list[int]]]:
     """(context ids, continuation ids) per request, as lm-eval's ``_encode_pair``."""
     moved = []
     for context, cont in requests:
@@ -62,7 +64,7 @@ def encode_pairs(tokenizer: Any, requests: Sequence[tuple[str, str]],
         moved.append((context[: len(context) - spaces], context[len(context) - spaces :] + cont))
     ctx = _encode(tokenizer, [c for c, _ in moved], add_bos)
     whole = _encode(tokenizer, [c + x for c, x in moved], add_bos)
-    pairs = [(c, w[len(c):]) for c, w in zip(ctx, whole)]
+    pairs = [(c, w[len(c) :]) for c, w in zip(ctx, whole)]
     for (context, cont), (_, ids) in zip(moved, pairs):
         if not ids:
             raise ValueError(f"continuation {cont!r} encodes to no tokens after {context[-40:]!r}")
@@ -75,8 +77,9 @@ def _device(model: Any) -> torch.device:
 
 
 @torch.inference_mode()
-def score_continuations(model: Any, tokenizer: Any, requests: Sequence[tuple[str, str]], batch_size: int = 64,
-                        add_bos: bool = False) -> list[float]:
+def score_continuations(
+    model: Any, tokenizer: Any, requests: Sequence[tuple[str, str]], batch_size: int = 64, add_bos: bool = False
+) -> list[float]:
     """Summed log-probability of each continuation given its context; rows of ``batch_size``, longest first.
 
     >>> score_continuations(model, tok, [("Question: ...\\nAnswer:", " sea"), ...])  # doctest: +SKIP
@@ -98,14 +101,19 @@ def score_continuations(model: Any, tokenizer: Any, requests: Sequence[tuple[str
         width, keep = max(len(seqs[i]) for i in chunk), max(need[i] for i in chunk)
         ids = torch.tensor([[pad] * (width - len(seqs[i])) + list(seqs[i]) for i in chunk])  # left padding
         mask = torch.tensor([[0] * (width - len(seqs[i])) + [1] * len(seqs[i]) for i in chunk])
-        out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(dev), logits_to_keep=keep)
+        out = model(
+            input_ids=ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(dev),
+            logits_to_keep=keep,
+        )
         logp = out.logits[:, -keep:].float().log_softmax(-1).cpu()
         for j, i in enumerate(chunk):
             logps[i] = logp[j, keep - need[i] :]
     # continuation token t of a row's target is predicted at position t - len(cont) from the row's end
-    return [sum(float(logps[row][need[row] - len(cont) + t, tok]) for t, tok in enumerate(cont))
-            for row, cont in targets]
+    return [
+        sum(float(logps[row][need[row] - len(cont) + t, tok]) for t, tok in enumerate(cont)) for row, cont in targets
+    ]
 
 
 def letter_scores(model: Any, tokenizer: Any, contexts: Sequence[str], batch_size: int = 64) -> list[list[float]]:
@@ -115,8 +123,9 @@ def letter_scores(model: Any, tokenizer: Any, contexts: Sequence[str], batch_siz
     return [flat[i : i + len(LETTERS)] for i in range(0, len(flat), len(LETTERS))]
 
 
-def cloze_scores(model: Any, tokenizer: Any, records: Sequence[Mapping[str, Any]],
-                 batch_size: int = 64) -> list[dict[str, list[float]]]:
+def cloze_scores(
+    model: Any, tokenizer: Any, records: Sequence[Mapping[str, Any]], batch_size: int = 64
+) -> list[dict[str, list[float]]]:
     """Per question, ``{"acc": summed log-probs, "acc_norm": log-probs / characters}`` of its choices' texts.
 
     ``acc_norm`` divides by the length of the choice's text in characters, as lm-eval's ``acc_norm``

@@ -42,8 +42,15 @@ from helpers.scoring import letter_scores, rotations  # noqa: E402
 
 
 def make_records(n: int) -> list[dict]:
-    return [{"id": f"q{i}", "question": f"Question number {i}?" + " long" * (i % 4),
-             "choices": [f"c{i}{x}" for x in LETTERS], "answer": LETTERS[i % 5]} for i in range(n)]
+    return [
+        {
+            "id": f"q{i}",
+            "question": f"Question number {i}?" + " long" * (i % 4),
+            "choices": [f"c{i}{x}" for x in LETTERS],
+            "answer": LETTERS[i % 5],
+        }
+        for i in range(n)
+    ]
 
 
 class ChatTok:
@@ -92,7 +99,14 @@ def test_cot_resume_after_interrupt_gives_one_record_per_question(tmp_path, monk
     assert len(stored) == len(recs)
     r = result[2]
     assert set(r) == set(RECORD_FIELDS)
-    assert (r["variant"], r["mode"], r["parsed"], r["gold"], r["correct"], r["new_tokens"]) == ("base", "cot", "C", "C", True, 7)
+    assert (r["variant"], r["mode"], r["parsed"], r["gold"], r["correct"], r["new_tokens"]) == (
+        "base",
+        "cot",
+        "C",
+        "C",
+        True,
+        7,
+    )
     assert r["failure"] is None and r["detail"] is None
     assert result[0]["correct"] is False
 
@@ -282,16 +296,27 @@ def test_cot_records_say_why_a_parse_failed(tmp_path, monkeypatch):
 
 
 def test_cot_at_k_votes_and_keeps_the_samples(tmp_path, monkeypatch):
-    samples = [["Answer: C", "Answer: A", "Answer: A", "Answer: C", "no idea"],  # tie A/C: C was sampled first
-               ["Answer:", "Answer:", "x", "Answer: F", "y"]]  # no letter: the most frequent failure
+    samples = [
+        ["Answer: C", "Answer: A", "Answer: A", "Answer: C", "no idea"],  # tie A/C: C was sampled first
+        ["Answer:", "Answer:", "x", "Answer: F", "y"],
+    ]  # no letter: the most frequent failure
 
     def gen(model, tok, prompts, batch_size=32, **kwargs):
         assert kwargs["num_return_sequences"] == 5 and kwargs["temperature"] == 0.5 and batch_size == 2
         yield list(range(len(prompts))), [[Generation(t, 4) for t in s] for s in samples]
 
     monkeypatch.setattr(evaluation, "generate_all", gen)
-    result = evaluate_cot_at_k(None, ChatTok(), make_records(2), "sft", tmp_path / "k.jsonl", batch_size=10,
-                               max_new_tokens=64, k=5, temperature=0.5)
+    result = evaluate_cot_at_k(
+        None,
+        ChatTok(),
+        make_records(2),
+        "sft",
+        tmp_path / "k.jsonl",
+        batch_size=10,
+        max_new_tokens=64,
+        k=5,
+        temperature=0.5,
+    )
     assert [r["parsed"] for r in result] == ["C", None]
     assert result[0]["detail"]["votes"] == ["C", "A", "A", "C", None] and result[0]["failure"] is None
     assert result[1]["failure"] == "dangling_anchor" and result[1]["mode"] == "cot@k"
@@ -334,9 +359,20 @@ def _ticks(ax) -> list[str]:
 
 
 def test_plots_return_figures_with_variants_in_pipeline_order():
-    recs = [{"id": i, "variant": v, "mode": md, "parsed": "A" if i % 2 else "C", "gold": "A",
-             "correct": (i + len(v)) % 3 == 0, "new_tokens": 5}
-            for v in ("dpo-on-policy", "sft", "base", "dpo-offline") for md in ("letter", "cot") for i in range(20)]
+    recs = [
+        {
+            "id": i,
+            "variant": v,
+            "mode": md,
+            "parsed": "A" if i % 2 else "C",
+            "gold": "A",
+            "correct": (i + len(v)) % 3 == 0,
+            "new_tokens": 5,
+        }
+        for v in ("dpo-on-policy", "sft", "base", "dpo-offline")
+        for md in ("letter", "cot")
+        for i in range(20)
+    ]
     summary, dist = summarize(recs), letter_distribution(recs)
     order = ["base", "sft", "dpo-on-policy", "dpo-offline"]
     acc = accuracy_chart(summary)
@@ -365,8 +401,16 @@ def test_evaluate_variants_on_smollm2(tmp_path, ecqa_dir, capsys, torch_threads)
     from helpers.settings import EvalSettings
 
     modes = ("cot", "cloze", "letter", "letter-cyclic")
-    s = EvalSettings(model="smollm2-135m", data_source=str(ecqa_dir), root=str(tmp_path), variants=("base", "sft"),
-                     modes=modes, sample_size=4, batch_size=2, max_new_tokens=16)
+    s = EvalSettings(
+        model="smollm2-135m",
+        data_source=str(ecqa_dir),
+        root=str(tmp_path),
+        variants=("base", "sft"),
+        modes=modes,
+        sample_size=4,
+        batch_size=2,
+        max_new_tokens=16,
+    )
     df = evaluate_variants(s)
     assert "skipping variant 'sft'" in capsys.readouterr().out
     assert list(df.columns) == list(RECORD_FIELDS) and len(df) == 16

@@ -29,8 +29,18 @@ from helpers.metrics import (
 
 
 def rec(id_, variant, correct, mode="cot", parsed="A", new_tokens=10, **extra):
-    return {"id": id_, "variant": variant, "mode": mode, "prompt": "q", "output": "o",
-            "parsed": parsed, "gold": "A", "correct": correct, "new_tokens": new_tokens, **extra}
+    return {
+        "id": id_,
+        "variant": variant,
+        "mode": mode,
+        "prompt": "q",
+        "output": "o",
+        "parsed": parsed,
+        "gold": "A",
+        "correct": correct,
+        "new_tokens": new_tokens,
+        **extra,
+    }
 
 
 def test_wilson_matches_closed_form():
@@ -101,10 +111,18 @@ def test_summarize_small():
 
 
 def test_paired_aligns_by_id_and_drops_unmatched():
-    base = [rec("q1", "base", True), rec("q2", "base", False), rec("q3", "base", False),
-            rec("q4", "base", True)]  # q4 only answered by base
-    sft = [rec("q3", "sft", True), rec("q1", "sft", False), rec("q2", "sft", True),
-           rec("q5", "sft", True)]  # q5 only answered by sft
+    base = [
+        rec("q1", "base", True),
+        rec("q2", "base", False),
+        rec("q3", "base", False),
+        rec("q4", "base", True),
+    ]  # q4 only answered by base
+    sft = [
+        rec("q3", "sft", True),
+        rec("q1", "sft", False),
+        rec("q2", "sft", True),
+        rec("q5", "sft", True),
+    ]  # q5 only answered by sft
     out = paired_comparisons(base + sft)
     assert len(out) == 1
     row = out.iloc[0]
@@ -126,8 +144,14 @@ def test_paired_default_pairs_and_modes():
     out = paired_comparisons(recs)
     assert list(out["comparison"][:3]) == ["sft vs base", "dpo vs sft", "dpo vs base"]
     pairs = list(zip(out["mode"], out["variant_a"], out["variant_b"]))
-    assert pairs == [("cot", "base", "sft"), ("cot", "sft", "dpo"), ("cot", "base", "dpo"),
-                     ("letter", "base", "sft"), ("letter", "sft", "dpo"), ("letter", "base", "dpo")]
+    assert pairs == [
+        ("cot", "base", "sft"),
+        ("cot", "sft", "dpo"),
+        ("cot", "base", "dpo"),
+        ("letter", "base", "sft"),
+        ("letter", "sft", "dpo"),
+        ("letter", "base", "dpo"),
+    ]
     only = paired_comparisons(recs, pairs=[("base", "dpo")], mode="letter")
     assert list(zip(only["mode"], only["variant_a"], only["variant_b"])) == [("letter", "base", "dpo")]
 
@@ -154,17 +178,20 @@ def test_load_records_gz_roundtrip(tmp_path):
 
 
 # ---------------------------------------------------------------- failures, votes, letters, order
-@pytest.mark.parametrize("output, parsed, tokens, kind", [
-    ("Because.\nAnswer: B", "B", 192, None),  # parsed: no failure, even at the limit
-    ("blah blah blah", None, 192, "out_of_tokens"),
-    ("Answer: C\nAnswer:", None, 192, "out_of_tokens"),  # ran out first, whatever it wrote
-    ("Answer: C\nAnswer:", None, 40, "dangling_anchor"),
-    ("**Answer:** a dog", None, 12, "dangling_anchor"),
-    ("Answer: A or C", None, 12, "dangling_anchor"),
-    ("Answer: F", None, 12, "dangling_anchor"),
-    ("I think the sea.<|im_end|>", None, 12, "no_anchor"),
-    ("", None, 1, "no_anchor"),
-])
+@pytest.mark.parametrize(
+    "output, parsed, tokens, kind",
+    [
+        ("Because.\nAnswer: B", "B", 192, None),  # parsed: no failure, even at the limit
+        ("blah blah blah", None, 192, "out_of_tokens"),
+        ("Answer: C\nAnswer:", None, 192, "out_of_tokens"),  # ran out first, whatever it wrote
+        ("Answer: C\nAnswer:", None, 40, "dangling_anchor"),
+        ("**Answer:** a dog", None, 12, "dangling_anchor"),
+        ("Answer: A or C", None, 12, "dangling_anchor"),
+        ("Answer: F", None, 12, "dangling_anchor"),
+        ("I think the sea.<|im_end|>", None, 12, "no_anchor"),
+        ("", None, 1, "no_anchor"),
+    ],
+)
 def test_classify_failure(output, parsed, tokens, kind):
     assert classify_failure(output, parsed, tokens, 192) == kind
 
@@ -177,18 +204,28 @@ def test_majority_vote_ties_go_to_the_first_sampled():
 
 
 def test_variant_order_is_the_pipeline_not_the_alphabet():
-    assert variant_order(["dpo-on-policy", "sft", "dpo-offline", "base", "sft"]) == \
-        ["base", "sft", "dpo-on-policy", "dpo-offline"]
+    assert variant_order(["dpo-on-policy", "sft", "dpo-offline", "base", "sft"]) == [
+        "base",
+        "sft",
+        "dpo-on-policy",
+        "dpo-offline",
+    ]
     assert default_pairs(["dpo-offline", "base", "dpo-on-policy", "sft"]) == [
-        ("base", "sft"), ("sft", "dpo-offline"), ("sft", "dpo-on-policy"), ("dpo-offline", "dpo-on-policy"),
-        ("base", "dpo-on-policy")]
+        ("base", "sft"),
+        ("sft", "dpo-offline"),
+        ("sft", "dpo-on-policy"),
+        ("dpo-offline", "dpo-on-policy"),
+        ("base", "dpo-on-policy"),
+    ]
     assert default_pairs(["sft", "base"]) == [("base", "sft")]
 
 
 def test_summary_breaks_failures_down_and_shows_letters():
     recs = [rec(i, "sft", i < 6, parsed="A") for i in range(8)]
-    recs += [rec(8, "sft", False, parsed=None, output="Answer:", new_tokens=20),
-             rec(9, "sft", False, parsed=None, output="zzz", new_tokens=64)]  # 64 = the largest: the limit
+    recs += [
+        rec(8, "sft", False, parsed=None, output="Answer:", new_tokens=20),
+        rec(9, "sft", False, parsed=None, output="zzz", new_tokens=64),
+    ]  # 64 = the largest: the limit
     row = summarize(recs).iloc[0]
     assert (row["out_of_tokens"], row["dangling_anchor"], row["no_anchor"]) == (1, 1, 0)
     assert (row["top_letter"], row["top_share"], row["parse_fail_rate"]) == ("A", 0.8, 0.2)
@@ -201,37 +238,67 @@ def test_summary_breaks_failures_down_and_shows_letters():
 
 def test_cloze_reports_the_summed_pick_beside_the_headline():
     norm, summed = [0.0, -1.0, -2.0, -3.0, -4.0], [-9.0, -1.0, -2.0, -3.0, -4.0]
-    recs = [rec(1, "base", True, mode="cloze", detail={"acc_norm": norm, "acc": summed}),
-            rec(2, "base", True, mode="cloze", detail={"acc_norm": norm, "acc": norm})]
+    recs = [
+        rec(1, "base", True, mode="cloze", detail={"acc_norm": norm, "acc": summed}),
+        rec(2, "base", True, mode="cloze", detail={"acc_norm": norm, "acc": norm}),
+    ]
     out = summarize(recs)
-    assert list(zip(out["label"], out["metric"], out["accuracy"])) == [("cloze", "acc_norm", 1.0),
-                                                                      ("cloze (acc)", "acc", 0.5)]
+    assert list(zip(out["label"], out["metric"], out["accuracy"])) == [
+        ("cloze", "acc_norm", 1.0),
+        ("cloze (acc)", "acc", 0.5),
+    ]
     comp = paired_comparisons(recs + [dict(r, variant="sft") for r in recs])
     assert list(comp["label"]) == ["cloze", "cloze (acc)"]
 
 
 def test_records_files_in_pipeline_order(tmp_path):
-    for name in ("sft-letter.jsonl.gz", "base-cot@k.jsonl", "dpo-cot.jsonl", "base-cot.jsonl", "base-cot.rank1.jsonl",
-                 "base-cot.jsonl.provenance.json", "sft-cot.jsonl.gz", "base-letter-cyclic.jsonl"):
+    for name in (
+        "sft-letter.jsonl.gz",
+        "base-cot@k.jsonl",
+        "dpo-cot.jsonl",
+        "base-cot.jsonl",
+        "base-cot.rank1.jsonl",
+        "base-cot.jsonl.provenance.json",
+        "sft-cot.jsonl.gz",
+        "base-letter-cyclic.jsonl",
+    ):
         (tmp_path / name).write_text("")
     assert [p.name for p in records_files(tmp_path)] == [
-        "base-cot.jsonl", "base-cot@k.jsonl", "base-letter-cyclic.jsonl", "sft-cot.jsonl.gz", "sft-letter.jsonl.gz",
-        "dpo-cot.jsonl"]
+        "base-cot.jsonl",
+        "base-cot@k.jsonl",
+        "base-letter-cyclic.jsonl",
+        "sft-cot.jsonl.gz",
+        "sft-letter.jsonl.gz",
+        "dpo-cot.jsonl",
+    ]
 
 
 # ---------------------------------------------------------------- the CoT inspector's filters
 def _inspector_records() -> pd.DataFrame:
-    table = {"q1": (False, True, True), "q2": (True, True, False), "q3": (False, False, False),
-             "q4": (True, True, True)}
-    rows = [rec(q, v, c, parsed=None if (q, v) == ("q3", "dpo") else "A")
-            for q, cs in table.items() for v, c in zip(("base", "sft", "dpo"), cs)]
+    table = {
+        "q1": (False, True, True),
+        "q2": (True, True, False),
+        "q3": (False, False, False),
+        "q4": (True, True, True),
+    }
+    rows = [
+        rec(q, v, c, parsed=None if (q, v) == ("q3", "dpo") else "A")
+        for q, cs in table.items()
+        for v, c in zip(("base", "sft", "dpo"), cs)
+    ]
     return pd.DataFrame(rows + [rec("q1", "base", True, mode="letter")])
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("all", ["q1", "q2", "q3", "q4"]), ("fixed by SFT", ["q1"]), ("broken by DPO", ["q2"]),
-    ("all models wrong", ["q3"]), ("parse failures", ["q3"]),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("all", ["q1", "q2", "q3", "q4"]),
+        ("fixed by SFT", ["q1"]),
+        ("broken by DPO", ["q2"]),
+        ("all models wrong", ["q3"]),
+        ("parse failures", ["q3"]),
+    ],
+)
 def test_inspector_filter(name, expected):
     assert name in FILTERS
     assert inspector_filter(_inspector_records(), name) == expected

@@ -49,15 +49,18 @@ class WordTok:
     def __call__(self, texts, add_special_tokens=True):
         import re
 
-        return {"input_ids": [[self.vocab.setdefault(w, len(self.vocab) + 1) for w in re.findall(r"\s*\S+|\s+", t)]
-                              for t in texts]}
+        return {
+            "input_ids": [
+                [self.vocab.setdefault(w, len(self.vocab) + 1) for w in re.findall(r"\s*\S+|\s+", t)] for t in texts
+            ]
+        }
 
 
 def test_encode_pairs_follows_lm_eval():
     tok = WordTok()
-    (ctx, cont), = encode_pairs(tok, [("Answer:", " deep sea")])
+    ((ctx, cont),) = encode_pairs(tok, [("Answer:", " deep sea")])
     assert len(ctx) == 1 and len(cont) == 2
-    (ctx2, cont2), = encode_pairs(tok, [("Answer: ", "deep sea")])  # trailing space moves to the continuation
+    ((ctx2, cont2),) = encode_pairs(tok, [("Answer: ", "deep sea")])  # trailing space moves to the continuation
     assert (ctx2, cont2) == (ctx, cont)
     with pytest.raises(ValueError, match="no tokens"):
         encode_pairs(tok, [("Answer:", "")])
@@ -69,7 +72,11 @@ class TinyLM(torch.nn.Module):
     def __init__(self, vocab: int = 128):
         super().__init__()
         torch.manual_seed(0)
-        self.emb, self.pos, self.head = torch.nn.Embedding(vocab, 16), torch.nn.Embedding(256, 16), torch.nn.Linear(16, vocab)
+        self.emb, self.pos, self.head = (
+            torch.nn.Embedding(vocab, 16),
+            torch.nn.Embedding(256, 16),
+            torch.nn.Linear(16, vocab),
+        )
 
     def forward(self, input_ids, attention_mask, position_ids=None, logits_to_keep=0):
         from types import SimpleNamespace
@@ -101,10 +108,14 @@ def one_at_a_time(model, tok, context: str, continuation: str) -> float:
     return sum(float(logp[p - 1, ids[p]]) for p in range(len(ctx), len(ids)))
 
 
-QUESTIONS = [{"question": "Where do fish live?", "choices": CHOICES},
-             {"question": "What do you use to cut paper in an office?",
-              "choices": ["scissors", "a very large hammer", "glue", "pen", "stapler machine"]},
-             {"question": "Bright?", "choices": ["sun", "moon", "lamp", "dark cave", "star"]}]
+QUESTIONS = [
+    {"question": "Where do fish live?", "choices": CHOICES},
+    {
+        "question": "What do you use to cut paper in an office?",
+        "choices": ["scissors", "a very large hammer", "glue", "pen", "stapler machine"],
+    },
+    {"question": "Bright?", "choices": ["sun", "moon", "lamp", "dark cave", "star"]},
+]
 
 
 def requests() -> list[tuple[str, str]]:
