@@ -1,290 +1,303 @@
-"""Evaluate base / SFT / DPO on CommonsenseQA validation: chain-of-thought and letter log-likelihood.
+"""Evaluate model variants (base, sft, dpo, ...) on CommonsenseQA validation in the modes of `helpers.eval_modes`.
 
-* ``cot``: the chat prompt of `helpers.prompts`, greedy generation, `helpers.answers.extract_answer`.
-* ``letter``: lm-evaluation-harness's ``commonsense_qa`` task: plain text ending in ``Answer:``, the
-  choice whose continuation (" A" ... " E") has the highest log-likelihood wins; nothing is generated.
+* ``cot``: the chat prompt of `helpers.prompts`, greedy generation, `helpers.answers.extract_answer`; a record
+  without a letter says why (``failure``: out_of_tokens / dangling_anchor / no_anchor, `metrics.classify_failure`).
+* ``cot@k``: k chains of thought sampled at ``temperature``, majority vote of their letters (`metrics.majority_vote`:
+  a tie goes to the tied letter sampled first); ``detail`` keeps every sample's letter and failure.
+* ``cloze``, ``letter``, ``letter-cyclic``: log-likelihood scoring as lm-evaluation-harness does it
+  (`helpers.scoring`); nothing is generated, ``detail`` keeps the per-choice scores. ``cloze``'s headline is the
+  length-normalised pick (``acc_norm``, log-prob / characters): summed log-probs favour short answer texts, and it
+  is the formulation of the published SmolLM2 figure (33.9 for the 135M base on CommonsenseQA, lighteval); the
+  summed pick (``acc``) is reported beside it.
 
-Every finished batch is appended to ``eval_dir/{stage}-{mode}.jsonl`` (one record per question:
-`RECORD_FIELDS`), so a rerun after a disconnect skips what is done and loses at most one batch.
-
-Run as several processes (``accelerate launch --num_processes N -m helpers.evaluate S.json``), each
-process evaluates every N-th question into its own ``{stage}-{mode}.rank{r}.jsonl`` (resumable the
-same way); rank 0 then merges them into ``{stage}-{mode}.jsonl`` and deletes them, so the folder
-ends as a single-process run leaves it. A rank file found later (a run killed before the merge) is
-merged by the next run, whatever its number of processes.
+Every finished batch is appended to ``eval_dir/{variant}-{mode}.jsonl`` (`helpers.records`), so a rerun after a
+disconnect skips what is done. The file's provenance (model, adapter hash, dtype, quantization, the mode's
+settings) is kept beside it; records made otherwise are moved aside to ``.stale`` and redone.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import re
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
 
-from helpers import distributed
-from helpers.answers import LETTERS, extract_answer
+from helpers import distributed, provenance
+from helpers.answers import extract_answer
 from helpers.data import load_ecqa
-from helpers.generation import generate_all
-from helpers.jsonl import append_jsonl as append_records  # the one JSONL writer
-from helpers.jsonl import write_jsonl_atomic
-from helpers.metrics import paired_comparisons, summarize
+from helpers.eval_modes import MODES
+from helpers.generation import Generation, generate_all
+from helpers.metrics import classify_failure, majority_vote, paired_comparisons, summarize
 from helpers.prompts import render_prompt
+from helpers.records import (  # noqa: F401  (re-exported: the records' API)
+    RECORD_FIELDS,
+    Batches,
+    append_records,
+    merge_rank_files,
+    rank_file,
+    read_records,
+    run_resumable,
+    shard,
+)
+from helpers.scoring import (  # noqa: F401  (letter_prompt, cloze_context: the texts 05_eval shows)
+    argmax_letter,
+    cloze_context,
+    cloze_scores,
+    letter_prompt,
+    letter_scores,
+    rotations,
+    unrotate,
+)
 from helpers.settings import EvalSettings
 
-RECORD_FIELDS = ("id", "model", "mode", "prompt", "output", "parsed", "gold", "correct", "new_tokens")
-PRODUCED_BY = {"sft": "notebooks/03_sft (SFTSettings)", "dpo": "notebooks/04_dpo (DPOSettings.stage)"}
-# (batch indices into the pending prompts, [(output, parsed, new_tokens)] per index)
-Batches = Iterator[tuple[list[int], list[tuple[str, str | None, int]]]]
+PRODUCED_BY = {"sft": "notebooks/03_sft (SFTSettings)", "dpo": "notebooks/04_dpo (DPOSettings.variant)"}
+SAMPLE_SEPARATOR = "\n\n----- next sample -----\n\n"  # between cot@k's samples in a record's output
 
 
-# ---------------------------------------------------------------- the one JSONL reader / writer
-def read_records(path: str | Path, repair: bool = True) -> list[dict]:
-    """Records of a JSONL file; a partial last line (a killed write) is ignored, and cut from the file
-    when ``repair`` (so appends stay valid; off where other processes may read the file too)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):  # drop the unfinished line
-        keep = data.rfind(b"\n") + 1
-        if repair:
-            with open(path, "r+b") as f:
-                f.truncate(keep)
-        data = data[:keep]
-    rows = []
-    for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno} is not valid JSON ({e}); delete the file to redo this evaluation") from e
-    return rows
+# ---------------------------------------------------------------- generated answers
+def _cot_result(gen: Generation, max_new_tokens: int) -> dict[str, Any]:
+    parsed = extract_answer(gen.text)
+    return {
+        "output": gen.text,
+        "parsed": parsed,
+        "new_tokens": gen.new_tokens,
+        "failure": classify_failure(gen.text, parsed, gen.new_tokens, max_new_tokens),
+        "detail": None,
+    }
 
 
-def shard(records: Sequence[Any], rank: int, world: int) -> list[Any]:
-    """Every ``world``-th record starting at ``rank`` (one share of a multi-process evaluation)."""
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"need 0 <= rank < world, got rank={rank}, world={world}")
-    return list(records[rank::world])
+def vote(samples: Sequence[Generation], max_new_tokens: int) -> dict[str, Any]:
+    """cot@k's result from k samples: the majority letter; with none, the most frequent failure among the samples."""
+    each = [_cot_result(g, max_new_tokens) for g in samples]
+    letters, failures = [r["parsed"] for r in each], [r["failure"] for r in each]
+    parsed = majority_vote(letters)
+    return {
+        "output": SAMPLE_SEPARATOR.join(g.text for g in samples),
+        "parsed": parsed,
+        "new_tokens": round(sum(g.new_tokens for g in samples) / len(samples)),
+        "failure": None if parsed else Counter(failures).most_common(1)[0][0],
+        "detail": {"votes": letters, "failures": failures, "new_tokens": [g.new_tokens for g in samples]},
+    }
 
 
-def rank_file(out_path: str | Path, rank: int) -> Path:
-    """Where process ``rank`` of a multi-process evaluation appends its share: ``{stage}-{mode}.rank{r}.jsonl``."""
-    out_path = Path(out_path)
-    return out_path.with_name(f"{out_path.stem}.rank{rank}{out_path.suffix}")
+def evaluate_cot(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+    max_new_tokens: int = 192,
+) -> list[dict]:
+    """Greedy explanation + ``Answer: X`` per question, parsed by `extract_answer`; resumable."""
+    prompts = [render_prompt(tokenizer, q) for q in questions]
+
+    def run(todo: list[int]) -> Batches:
+        for idx, gens in generate_all(
+            model,
+            tokenizer,
+            [prompts[i] for i in todo],
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+        ):
+            yield [todo[j] for j in idx], [_cot_result(g[0], max_new_tokens) for g in gens]
+
+    return run_resumable(questions, prompts, variant, "cot", out_path, run)
 
 
-def _progress(total: int, desc: str) -> Any:
-    from tqdm.auto import tqdm
+def evaluate_cot_at_k(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+    max_new_tokens: int = 192,
+    k: int = 8,
+    temperature: float = 0.7,
+    seed: int = 42,
+) -> list[dict]:
+    """Self-consistency: ``k`` samples per question (``batch_size // k`` questions a batch), majority vote; resumable.
 
-    return tqdm(total=total, desc=desc, unit="q", disable=total == 0)
-
-
-def _done_records(paths: Sequence[Path], prompt_of: Mapping[str, str], stage: str, mode: str,
-                  repair: Sequence[bool]) -> dict[str, dict]:
-    """id -> the first record in ``paths`` of each question in ``prompt_of``; a record of another run raises."""
-    done: dict[str, dict] = {}
-    for path, fix in zip(paths, repair):
-        for row in read_records(path, repair=fix):
-            rid = str(row.get("id"))
-            if rid not in prompt_of or rid in done:
-                continue
-            if (row.get("model"), row.get("mode"), row.get("prompt")) != (stage, mode, prompt_of[rid]):
-                raise ValueError(
-                    f"{path} holds a record for {rid} from another run (model/mode/prompt differ, e.g. another "
-                    "base model or prompt format): delete the file or choose another root to re-evaluate"
-                )
-            done[rid] = row
-    return done
-
-
-def _evaluate(records: Sequence[Mapping[str, Any]], prompts: list[str], stage: str, mode: str,
-              out_path: str | Path, run: Callable[[list[str]], Batches]) -> list[dict]:
-    """Resume from ``out_path``, run the pending prompts batch by batch, append each batch; all records in input order.
-
-    Under several processes each one does its `shard` into its `rank_file`, and rank 0 merges the shares into
-    ``out_path`` (`merge_rank_files`); every process returns all records.
+    Sampling is seeded once per call, so a resumed run samples its remaining questions differently.
     """
-    ids = [str(r["id"]) for r in records]
-    if len(set(ids)) != len(ids):
-        raise ValueError("records contain duplicate ids: evaluate each question once")
-    prompt_of = dict(zip(ids, prompts))
-    rank, world = distributed.rank_world()
-    if world == 1:
-        done = _done_records([Path(out_path)], prompt_of, stage, mode, repair=[True])
-        mine, write_to, where = range(len(ids)), Path(out_path), f"in {out_path}"
-    else:  # records merged earlier count as done; only this process appends to (and repairs) its own file
-        mine, write_to = shard(range(len(ids)), rank, world), rank_file(out_path, rank)
-        done = _done_records([Path(out_path), write_to], {ids[i]: prompts[i] for i in mine}, stage, mode,
-                             repair=[False, True])
-        where = f"done by rank {rank} of {world}"
-    todo = [i for i in mine if ids[i] not in done]
-    if done:
-        print(f"{stage}/{mode}: {len(done)} of {len(mine)} questions already {where}, {len(todo)} to go")
-    with _progress(len(todo), f"{stage}/{mode}" + (f" rank {rank}" if world > 1 else "")) as bar:
-        for idx, outs in run([prompts[i] for i in todo]):
-            batch = []
-            for j, (output, parsed, new_tokens) in zip(idx, outs):
-                rec = records[todo[j]]
-                gold = rec["answer"]
-                batch.append({"id": ids[todo[j]], "model": stage, "mode": mode, "prompt": prompts[todo[j]],
-                              "output": output, "parsed": parsed, "gold": gold,
-                              "correct": parsed == gold, "new_tokens": int(new_tokens)})
-            append_records(write_to, batch)
-            done.update((r["id"], r) for r in batch)
-            bar.update(len(batch))
-    if world == 1:
-        return [done[rid] for rid in ids]
-    distributed.barrier()  # every share is on disk
-    if rank == 0:
-        merge_rank_files(out_path, prompt_of, stage, mode)
-    distributed.barrier()  # the merged file is complete
-    merged = _done_records([Path(out_path)], prompt_of, stage, mode, repair=[False])
-    return [merged[rid] for rid in ids]
+    prompts = [render_prompt(tokenizer, q) for q in questions]
+
+    def run(todo: list[int]) -> Batches:
+        torch.manual_seed(seed)
+        for idx, gens in generate_all(
+            model,
+            tokenizer,
+            [prompts[i] for i in todo],
+            batch_size=max(1, batch_size // k),
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            num_return_sequences=k,
+        ):
+            yield [todo[j] for j in idx], [vote(samples, max_new_tokens) for samples in gens]
+
+    return run_resumable(questions, prompts, variant, "cot@k", out_path, run)
 
 
-def merge_rank_files(out_path: str | Path, prompt_of: Mapping[str, str], stage: str, mode: str) -> list[dict]:
-    """Join the rank files of ``out_path`` into it and delete them: one record per question, the records it
-    already held first, then the new ones in question order (the order of ``prompt_of``); written atomically."""
-    out_path = Path(out_path)
-    name = re.compile(re.escape(out_path.stem) + r"\.rank\d+" + re.escape(out_path.suffix))
-    parts = sorted(p for p in out_path.parent.glob(f"*{out_path.suffix}") if name.fullmatch(p.name))
-    rows, seen = [], set()
-    for row in read_records(out_path):
-        if str(row.get("id")) not in seen:
-            seen.add(str(row.get("id")))
-            rows.append(row)
-    new = _done_records(parts, prompt_of, stage, mode, repair=[True] * len(parts))
-    rows += [new[rid] for rid in prompt_of if rid in new and rid not in seen]
-    missing = [rid for rid in prompt_of if rid not in seen and rid not in new]
-    if missing:
-        raise RuntimeError(f"{stage}/{mode}: {len(missing)} questions (e.g. {missing[0]}) are in no rank file of "
-                           f"{out_path}: a process did not finish its share; rerun the same command to complete it")
-    write_jsonl_atomic(out_path, rows)
-    for part in parts:
-        part.unlink()
-    return rows
+# ---------------------------------------------------------------- scored answers (nothing generated)
+def _scored(detail: dict[str, list[float]], headline: str) -> dict[str, Any]:
+    letter = argmax_letter(detail[headline])
+    return {"output": letter, "parsed": letter, "new_tokens": 0, "failure": None, "detail": detail}
 
 
-# ---------------------------------------------------------------- chain of thought
-def evaluate_cot(model: Any, tokenizer: Any, records: Iterable[Mapping[str, Any]], stage: str,
-                 out_path: str | Path, batch_size: int = 32, max_new_tokens: int = 192) -> list[dict]:
-    """Greedy explanation + ``Answer: X`` for each record, parsed by `extract_answer`; resumable."""
-    records = list(records)
-    prompts = [render_prompt(tokenizer, r) for r in records]
+def _evaluate_scored(
+    questions: Sequence[Mapping[str, Any]],
+    prompts: list[str],
+    variant: str,
+    mode: str,
+    out_path: str | Path,
+    batch_size: int,
+    score: Any,
+) -> list[dict]:
+    """Run ``score(questions) -> [detail]`` over batches of ``batch_size`` questions; the headline metric picks."""
+    headline = MODES[mode].metrics[0]
 
-    def run(pending: list[str]) -> Batches:
-        for idx, gens in generate_all(model, tokenizer, pending, batch_size=batch_size,
-                                      max_new_tokens=max_new_tokens, temperature=0.0):
-            yield idx, [(g[0].text, extract_answer(g[0].text), g[0].new_tokens) for g in gens]
+    def run(todo: list[int]) -> Batches:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            yield chunk, [_scored(d, headline) for d in score([questions[i] for i in chunk])]
 
-    return _evaluate(records, prompts, stage, "cot", out_path, run)
-
-
-# ---------------------------------------------------------------- letter log-likelihood (lm-eval protocol)
-def letter_prompt(record: Mapping[str, Any]) -> str:
-    """lm-evaluation-harness ``commonsense_qa`` text: question, ``A. ...`` to ``E. ...``, ``Answer:``."""
-    lines = [f"Question: {record['question'].strip()}"]
-    lines += [f"{letter}. {text}" for letter, text in zip(LETTERS, record["choices"])]
-    return "\n".join(lines + ["Answer:"])
+    return run_resumable(questions, prompts, variant, mode, out_path, run)
 
 
-def _encode(tokenizer: Any, texts: list[str], add_bos: bool) -> list[list[int]]:
-    return [list(ids) for ids in tokenizer(texts, add_special_tokens=add_bos)["input_ids"]]
+def evaluate_cloze(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+) -> list[dict]:
+    """Each choice's text as a continuation of ``Question: ...\\nAnswer:``; picked by log-prob per character."""
+
+    def score(batch: list) -> list:
+        return cloze_scores(model, tokenizer, batch, batch_size=5 * batch_size)
+
+    return _evaluate_scored(
+        questions, [cloze_context(q) for q in questions], variant, "cloze", out_path, batch_size, score
+    )
 
 
-def _device(model: Any) -> torch.device:
-    device = getattr(model, "device", None)
-    return device if device is not None else next(model.parameters()).device
+def evaluate_letter(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+) -> list[dict]:
+    """The likeliest of " A" ... " E" after the lettered choices (lm-eval ``commonsense_qa``, ``acc``); resumable."""
+
+    def score(batch: list) -> list:
+        return [{"acc": s} for s in letter_scores(model, tokenizer, [letter_prompt(q) for q in batch], batch_size)]
+
+    return _evaluate_scored(
+        questions, [letter_prompt(q) for q in questions], variant, "letter", out_path, batch_size, score
+    )
 
 
-@torch.inference_mode()
-def letter_logprobs(model: Any, tokenizer: Any, contexts: list[str], add_bos: bool = False) -> list[list[float]]:
-    """Summed log-probability of " A" ... " E" after each context, in one forward pass for the batch.
+def evaluate_letter_cyclic(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Mapping[str, Any]],
+    variant: str,
+    out_path: str | Path,
+    batch_size: int = 32,
+) -> list[dict]:
+    """Letter mode with each choice's score averaged over the 5 cyclic rotations of the choices; resumable.
 
-    Continuations are tokenized as lm-eval does (``enc(context + " A")[len(enc(context)):]``); when
-    all of them are single tokens every question needs one row, otherwise one row per choice.
+    A prior for a position (e.g. " A") then adds the same to every choice and cannot pick the answer.
     """
-    model.eval()
-    ctx_ids = _encode(tokenizer, contexts, add_bos)
-    whole = _encode(tokenizer, [c + " " + letter for c in contexts for letter in LETTERS], add_bos)
-    rows: dict[tuple[int, ...], int] = {}  # distinct prefixes -> row index
-    targets = []  # per (question, choice): (row, continuation ids)
-    for q, ctx in enumerate(ctx_ids):
-        for c in range(len(LETTERS)):
-            cont = whole[q * len(LETTERS) + c][len(ctx):]
-            if not cont:
-                raise ValueError(f"continuation ' {LETTERS[c]}' encodes to no tokens after {contexts[q]!r}")
-            targets.append((rows.setdefault(tuple(ctx + cont[:-1]), len(rows)), cont))
-    seqs = list(rows)
-    width, keep = max(map(len, seqs)), max(len(t[1]) for t in targets)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs])  # left padding: ends aligned
-    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
-    dev = _device(model)
-    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(dev), logits_to_keep=keep)
-    logp = out.logits[:, -keep:].float().log_softmax(-1).cpu()
-    scores = []
-    for row, cont in targets:  # continuation token j is predicted at position j - len(cont) from the end
-        scores.append(sum(float(logp[row, keep - len(cont) + j, tok]) for j, tok in enumerate(cont)))
-    return [scores[i : i + len(LETTERS)] for i in range(0, len(scores), len(LETTERS))]
+
+    def score(batch: list) -> list:
+        contexts = [letter_prompt(q, rot) for q in batch for rot in rotations(q["choices"])]
+        flat = letter_scores(model, tokenizer, contexts, batch_size=5 * batch_size)
+        n = len(rotations(batch[0]["choices"])) if batch else 0
+        return [{"acc": unrotate(flat[i : i + n])} for i in range(0, len(flat), n)]
+
+    return _evaluate_scored(
+        questions, [letter_prompt(q) for q in questions], variant, "letter-cyclic", out_path, batch_size, score
+    )
 
 
-def evaluate_letter(model: Any, tokenizer: Any, records: Iterable[Mapping[str, Any]], stage: str,
-                    out_path: str | Path, batch_size: int = 32, add_bos: bool = False) -> list[dict]:
-    """The most likely answer letter per record (lm-eval ``commonsense_qa``, metric ``acc``); resumable.
-
-    ``add_bos=False`` matches lm-eval's default for causal models (no BOS before the context).
-    """
-    records = list(records)
-    prompts = [letter_prompt(r) for r in records]
-
-    def run(pending: list[str]) -> Batches:
-        for start in range(0, len(pending), batch_size):
-            scores = letter_logprobs(model, tokenizer, pending[start : start + batch_size], add_bos=add_bos)
-            best = [LETTERS[max(range(len(s)), key=s.__getitem__)] for s in scores]
-            yield list(range(start, start + len(best))), [(b, b, 0) for b in best]
-
-    return _evaluate(records, prompts, stage, "letter", out_path, run)
-
-
-# ---------------------------------------------------------------- all stages
+# ---------------------------------------------------------------- every variant in every mode
 def validation_records(settings: EvalSettings, data: Any = None) -> list[dict]:
     """The questions to evaluate (``settings.split``): the first ``sample_size`` after a seeded shuffle, or all."""
     if data is None:
         data = load_ecqa(settings.data_source, seed=settings.seed, holdout_size=settings.holdout_size)
     if settings.split not in data:
-        raise ValueError(f"the data has no {settings.split!r} split: load it with holdout_size={settings.holdout_size}")
+        raise ValueError(
+            f"the data has no {settings.split!r} split: load it with holdout_size={settings.holdout_size}"
+        )
     val = data[settings.split]
     if settings.sample_size is not None:
         val = val.shuffle(seed=settings.seed).select(range(min(settings.sample_size, val.num_rows)))
     return list(val)
 
 
-def records_path(settings: EvalSettings, stage: str, mode: str) -> Path:
-    """Where a stage's records in one mode are kept (``{stage}-{mode}.jsonl``, split-suffixed off validation)."""
+def records_path(settings: EvalSettings, variant: str, mode: str) -> Path:
+    """Where a variant's records in one mode are kept (``{variant}-{mode}.jsonl``, split-suffixed off validation)."""
     suffix = "" if settings.split == "validation" else f"-{settings.split}"
-    return settings.eval_dir / f"{stage}-{mode}{suffix}.jsonl"
+    return settings.eval_dir / f"{variant}-{mode}{suffix}.jsonl"
 
 
-def _load_stage(settings: EvalSettings, stage: str) -> tuple[Any, Any] | None:
-    """(model, tokenizer) of a stage, or None (with a note) when its adapter is not trained yet."""
+def _load_variant(settings: EvalSettings, variant: str) -> tuple[Any, Any, Path | None] | None:
+    """(model, tokenizer, adapter folder) of a variant, or None (with a note) when its adapter is not trained yet."""
     from helpers.models import adapter_base, load_adapter_model, load_model, load_tokenizer
 
-    if stage == "base":
-        return load_model(settings.model, precision=settings.precision, quantize=settings.quantize), load_tokenizer(settings.model)
-    folder = settings.stage_dir(stage)
+    if variant == "base":
+        model = load_model(settings.model, precision=settings.precision, quantize=settings.quantize)
+        return model, load_tokenizer(settings.model), None
+    folder = settings.variant_dir(variant)
     if not (folder / "adapter_config.json").is_file():
-        producer = PRODUCED_BY.get(stage) or PRODUCED_BY["dpo" if stage.startswith("dpo") else "sft"]
-        print(f"skipping stage {stage!r}: no adapter in {folder} (train it with {producer}, same root)")
+        producer = PRODUCED_BY.get(variant) or PRODUCED_BY["dpo" if variant.startswith("dpo") else "sft"]
+        print(f"skipping variant {variant!r}: no adapter in {folder} (train it with {producer}, same root)")
         return None
-    return load_adapter_model(folder, precision=settings.precision, quantize=settings.quantize), load_tokenizer(adapter_base(folder))
+    model = load_adapter_model(folder, precision=settings.precision, quantize=settings.quantize)
+    return model, load_tokenizer(adapter_base(folder)), folder
+
+
+def records_provenance(
+    settings: EvalSettings, variant: str, mode: str, model: Any, adapter: Path | None
+) -> dict[str, Any]:
+    """What a records file depends on: model, variant, adapter weights, dtype, quantization, the mode's settings.
+
+    The question selection is not part of it: records are per question, so another sample reuses the ones it shares.
+    """
+    try:
+        adapter_id = provenance.adapter_hash(adapter) if adapter is not None else None
+    except OSError:  # no safetensors weights (an old .bin adapter): its folder's name is all we can record
+        adapter_id = str(adapter)
+    params = {p: getattr(settings, p) for p in MODES[mode].params if p != "batch_size"}  # batching changes nothing
+    return {
+        "model": settings.model,
+        "variant": variant,
+        "adapter": adapter_id,
+        "mode": mode,
+        "dtype": str(getattr(model, "dtype", "")),
+        "quantized": bool(getattr(model, "is_loaded_in_4bit", False)),
+        **params,
+    }
+
+
+def prepare_records_file(out_path: Path, expected: Mapping[str, Any]) -> None:
+    """Resume ``out_path`` if it was made as ``expected``, else move it (and its rank files) aside; rank 0 only."""
+    if distributed.is_main() and not provenance.resume_or_restart(out_path, expected):
+        for part in out_path.parent.glob(f"{out_path.stem}.rank*{out_path.suffix}"):
+            part.replace(part.with_name(part.name + ".stale"))
+    distributed.barrier()
 
 
 def _free_memory() -> None:
@@ -293,28 +306,30 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def evaluate_stages(settings: EvalSettings, data: Any = None) -> pd.DataFrame:
-    """Evaluate every stage in ``settings.stages`` in every mode; all records as one DataFrame (in every process)."""
-    records = validation_records(settings, data)
+def evaluate_variants(settings: EvalSettings, data: Any = None) -> pd.DataFrame:
+    """Every variant of ``settings.variants`` in every mode of ``settings.modes``; all records as one DataFrame.
+
+    Each mode runs its registry entry's runner (`helpers.eval_modes.EvalMode.runner`) with the settings it names.
+    """
+    questions = validation_records(settings, data)
     rows: list[dict] = []
-    for stage in settings.stages:
-        loaded = _load_stage(settings, stage)
+    for variant in settings.variants:
+        loaded = _load_variant(settings, variant)
         if loaded is None:
             continue
-        model, tokenizer = loaded
-        for mode in settings.modes:
-            out = records_path(settings, stage, mode)
-            if mode == "cot":
-                rows += evaluate_cot(model, tokenizer, records, stage, out, settings.batch_size, settings.max_new_tokens)
-            else:
-                rows += evaluate_letter(model, tokenizer, records, stage, out, settings.batch_size)
+        model, tokenizer, adapter = loaded
+        for name in settings.modes:
+            mode, out = MODES[name], records_path(settings, variant, name)
+            prepare_records_file(out, records_provenance(settings, variant, name, model, adapter))
+            runner = getattr(sys.modules[__name__], mode.runner)
+            rows += runner(model, tokenizer, questions, variant, out, **{p: getattr(settings, p) for p in mode.params})
         del loaded, model, tokenizer  # drop every reference before collecting
         _free_memory()
     return pd.DataFrame(rows, columns=list(RECORD_FIELDS))
 
 
 def results_table(records_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(accuracy per model and mode with Wilson CIs, paired McNemar comparisons)."""
+    """(accuracy per variant, mode and metric with Wilson CIs and letter shares, paired McNemar comparisons)."""
     return summarize(records_df), paired_comparisons(records_df)
 
 
@@ -325,8 +340,10 @@ def save_results(records_df: pd.DataFrame, eval_dir: str | Path) -> list[Path]:
     summary, comparisons = results_table(records_df)
     paths = [eval_dir / "results.csv", eval_dir / "results.json", eval_dir / "comparisons.csv"]
     summary.to_csv(paths[0], index=False)
-    as_json = {name: json.loads(df.to_json(orient="records")) for name, df in
-               (("summary", summary), ("comparisons", comparisons))}
+    as_json = {
+        name: json.loads(df.to_json(orient="records"))
+        for name, df in (("summary", summary), ("comparisons", comparisons))
+    }
     paths[1].write_text(json.dumps(as_json, indent=2) + "\n")
     comparisons.to_csv(paths[2], index=False)
     return paths

@@ -1,8 +1,9 @@
-"""Evaluation metrics for per-question MCQ records (base vs SFT vs DPO).
+"""Statistics of per-question records: accuracy with Wilson intervals, parse failures, predicted letters, paired tests.
 
-Each record is a dict with ``id, model, mode, prompt, output, parsed, gold,
-correct, new_tokens``. The statistics come from statsmodels: Wilson intervals
-for accuracy and the exact McNemar test for paired model comparisons.
+A record (`helpers.evaluation.RECORD_FIELDS`) is a dict with ``id, variant, mode, prompt, output, parsed, gold,
+correct, new_tokens, failure, detail``. Records written before the ``model`` -> ``variant`` rename are read too;
+records without ``failure`` get it computed (`fill_failures`). Variants are always listed in pipeline order
+(`variant_order`: base, SFT, DPO ...), modes in the registry's order (`helpers.eval_modes`).
 """
 
 from __future__ import annotations
@@ -10,33 +11,130 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-__all__ = ["wilson_interval", "summarize", "mcnemar_exact", "paired_comparisons", "load_records"]
+from helpers.answers import _ANCHOR, _SPECIAL, LETTERS  # the one parser's anchor, so "dangling" means what it reads
+from helpers.eval_modes import MODE_NAMES, MODES, mode_label
 
-_REQUIRED = ("id", "model", "mode", "parsed", "correct", "new_tokens")
+FAILURES = ("out_of_tokens", "dangling_anchor", "no_anchor")
+FILTERS = ("all", "fixed by SFT", "broken by DPO", "all models wrong", "parse failures")
+_REQUIRED = ("id", "variant", "mode", "parsed", "correct", "new_tokens")
 
 
-def _frame(records: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+# ---------------------------------------------------------------- per-record logic
+def has_anchor(text: str | None) -> bool:
+    """Whether a generation has a line the answer parser reads as an ``Answer:`` anchor."""
+    return any(_ANCHOR.match(line) for line in _SPECIAL.sub(" ", text or "").splitlines())
+
+
+def classify_failure(
+    output: str | None, parsed: str | None, new_tokens: int, max_new_tokens: int | None
+) -> str | None:
+    """Why a CoT answer has no letter, in this order: ``out_of_tokens`` (``new_tokens`` reached the limit, no eos),
+    ``dangling_anchor`` (an ``Answer:`` line without one valid letter), ``no_anchor``; None when it parsed.
+
+    >>> classify_failure("Because.\\nAnswer:", None, 9, 192)
+    'dangling_anchor'
+    """
+    if parsed in LETTERS:
+        return None
+    if max_new_tokens is not None and new_tokens >= max_new_tokens:
+        return "out_of_tokens"
+    return "dangling_anchor" if has_anchor(output) else "no_anchor"
+
+
+def majority_vote(letters: Sequence[str | None]) -> str | None:
+    """The most frequent letter (None and invalid ones ignored); a tie goes to the tied letter sampled first.
+
+    Ties are not broken alphabetically, which would favour "A", the letter small models over-predict.
+    >>> majority_vote(["C", None, "A", "A", "C"])
+    'C'
+    """
+    counts = Counter(x for x in letters if x in LETTERS)
+    if not counts:
+        return None
+    top = max(counts.values())
+    return next(x for x in letters if x in LETTERS and counts[x] == top)
+
+
+def variant_order(variants: Iterable[str]) -> list[str]:
+    """Distinct variants in pipeline order: base, then sft*, then dpo*, then others; first-seen order within each."""
+    return sorted(dict.fromkeys(variants), key=_rank)  # sorted is stable
+
+
+def _rank(variant: str) -> int:
+    v = str(variant)
+    return 0 if v == "base" else 1 if v.startswith("sft") else 2 if v.startswith("dpo") else 3
+
+
+def _mode_order(modes: Iterable[str]) -> list[str]:
+    seen = list(dict.fromkeys(modes))
+    return [m for m in MODE_NAMES if m in seen] + [m for m in seen if m not in MODE_NAMES]
+
+
+# ---------------------------------------------------------------- records as frames
+def records_frame(records: Iterable[dict] | pd.DataFrame, max_new_tokens: int | None = None) -> pd.DataFrame:
+    """Records as a DataFrame with every column the tables read (``failure`` filled in by `fill_failures`)."""
     df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+    if "model" in df.columns:  # records written before the model -> variant rename
+        df["variant"] = df["variant"].fillna(df["model"]) if "variant" in df.columns else df["model"]
+        df = df.drop(columns="model")
     missing = [c for c in _REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"records lack columns: {missing}")
+    for col in ("gold", "output", "failure", "detail"):
+        if col not in df.columns:
+            df[col] = None
     df["correct"] = df["correct"].astype(bool)
+    return fill_failures(df, max_new_tokens)
+
+
+def fill_failures(df: pd.DataFrame, max_new_tokens: int | None = None) -> pd.DataFrame:
+    """``failure`` of CoT records that lack it (older records), by `classify_failure`.
+
+    Without ``max_new_tokens`` the limit is taken as the largest ``new_tokens`` of the variant's records in that
+    mode (a run that hit its limit shows it there).
+    """
+    cot = (df["mode"] == "cot") & df["failure"].isna() & ~df["parsed"].isin(LETTERS)
+    if cot.any():
+        df = df.copy()
+        limits = df[df["mode"] == "cot"].groupby("variant")["new_tokens"].max()
+        df.loc[cot, "failure"] = [
+            classify_failure(o, None, int(t), max_new_tokens if max_new_tokens is not None else int(limits[v]))
+            for o, t, v in zip(df.loc[cot, "output"], df.loc[cot, "new_tokens"], df.loc[cot, "variant"])
+        ]
     return df
 
 
-def _ordered(values: pd.Series) -> list:
-    """Unique values in order of first appearance."""
-    return list(dict.fromkeys(values.tolist()))
+def scored(records: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+    """One row per record and metric of its mode (`EvalMode.metrics`): ``label``, ``pick``, ``correct``.
+
+    The headline metric's pick is the record's ``parsed``; another metric's is the argmax of ``detail[metric]``.
+    """
+    df = records_frame(records)
+    parts = []
+    for mode in _mode_order(df["mode"]):
+        sub = df[df["mode"] == mode]
+        for i, metric in enumerate(MODES[mode].metrics if mode in MODES else ("acc",)):
+            part = sub.assign(metric=metric, label=mode_label(mode, metric))
+            if i > 0:
+                part["parsed"] = [LETTERS[int(np.argmax(d[metric]))] for d in part["detail"]]
+                part["correct"] = part["parsed"] == part["gold"]
+            parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    return out.rename(columns={"parsed": "pick"})
 
 
+# ---------------------------------------------------------------- tables
 def wilson_interval(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson score interval for k successes out of n; (nan, nan) when n == 0."""
     if n == 0:
@@ -45,30 +143,83 @@ def wilson_interval(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return (float(low), float(high))
 
 
+def letter_counts(picks: Iterable[Any]) -> dict[str, int]:
+    """Counts of A ... E and "none" (no letter) among predicted letters."""
+    c = Counter(p if p in LETTERS else "none" for p in picks)
+    return {k: c[k] for k in (*LETTERS, "none")}
+
+
+SUMMARY_COLUMNS = [
+    "variant",
+    "mode",
+    "metric",
+    "label",
+    "n",
+    "correct",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "parse_fail_rate",
+    *FAILURES,
+    "top_letter",
+    "top_share",
+    "letters",
+    "mean_new_tokens",
+]
+
+
 def summarize(records: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, mode): accuracy with 95% Wilson CI, parse failures, mean new tokens."""
-    df = _frame(records)
+    """One row per (variant, mode, metric): accuracy with 95% Wilson CI, parse failures by kind, predicted letters.
+
+    ``top_letter``/``top_share``: the most frequent predicted letter and its share (1.0 = a constant predictor);
+    ``letters``: counts of A ... E (and of no letter, when any). Variants in pipeline order.
+    """
+    df = scored(records)
     rows = []
-    for model in _ordered(df["model"]):
-        sub_m = df[df["model"] == model]
-        for mode in _ordered(sub_m["mode"]):
-            sub = sub_m[sub_m["mode"] == mode]
+    for variant in variant_order(df["variant"]):
+        sub_v = df[df["variant"] == variant]
+        for label in dict.fromkeys(sub_v["label"]):
+            sub = sub_v[sub_v["label"] == label]
             n, k = len(sub), int(sub["correct"].sum())
             low, high = wilson_interval(k, n)
-            fail = sub["parsed"].isna() | (sub["parsed"].astype(str).str.strip() == "")
-            rows.append({
-                "model": model, "mode": mode, "n": n, "correct": k,
-                "accuracy": k / n, "ci_low": low, "ci_high": high,
-                "parse_fail_rate": float(fail.mean()),
-                "mean_new_tokens": float(sub["new_tokens"].mean()),
-            })
-    cols = ["model", "mode", "n", "correct", "accuracy", "ci_low", "ci_high",
-            "parse_fail_rate", "mean_new_tokens"]
-    return pd.DataFrame(rows, columns=cols)
+            counts = letter_counts(sub["pick"])
+            top = max(LETTERS, key=lambda x: counts[x])
+            fails = Counter(sub["failure"].dropna())
+            rows.append(
+                {
+                    "variant": variant,
+                    "mode": sub["mode"].iat[0],
+                    "metric": sub["metric"].iat[0],
+                    "label": label,
+                    "n": n,
+                    "correct": k,
+                    "accuracy": k / n,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "parse_fail_rate": counts["none"] / n,
+                    **{f: fails[f] for f in FAILURES},
+                    "top_letter": top,
+                    "top_share": counts[top] / n,
+                    "letters": " ".join(f"{x}:{counts[x]}" for x in counts if x in LETTERS or counts[x]),
+                    "mean_new_tokens": float(sub["new_tokens"].mean()),
+                }
+            )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def letter_distribution(records: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Share of each predicted letter (and of no letter) per variant and mode label, variants in pipeline order."""
+    df = scored(records)
+    rows = [
+        {"variant": v, "label": lab, **{k: c / len(sub) for k, c in letter_counts(sub["pick"]).items()}}
+        for v in variant_order(df["variant"])
+        for lab, sub in df[df["variant"] == v].groupby("label", sort=False)
+    ]
+    return pd.DataFrame(rows, columns=["variant", "label", *LETTERS, "none"])
 
 
 def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
-    """Exact (binomial) McNemar test on paired correctness of models A and B."""
+    """Exact (binomial) McNemar test on paired correctness of variants A and B."""
     a = np.asarray(a_correct, dtype=bool)
     b = np.asarray(b_correct, dtype=bool)
     if a.shape != b.shape or a.ndim != 1:
@@ -77,96 +228,118 @@ def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
     b_only, both_wrong = int((~a & b).sum()), int((~a & ~b).sum())
     table = np.array([[both_right, a_only], [b_only, both_wrong]])
     p_value = float(mcnemar(table, exact=True).pvalue)
-    return {"n": int(a.size), "both_right": both_right, "a_only": a_only,
-            "b_only": b_only, "both_wrong": both_wrong, "p_value": p_value}
+    return {
+        "n": int(a.size),
+        "both_right": both_right,
+        "a_only": a_only,
+        "b_only": b_only,
+        "both_wrong": both_wrong,
+        "p_value": p_value,
+    }
 
 
-def _default_pairs(models: list) -> list[tuple[str, str]]:
-    pairs = list(zip(models, models[1:]))
-    if len(models) > 2:
-        pairs.append((models[0], models[-1]))
+def default_pairs(variants: Iterable[str]) -> list[tuple[str, str]]:
+    """(earlier, later) pairs in pipeline order: each variant against its parent step's (last) variant first, then
+    siblings of one step, then first against last. base, sft, dpo-offline, dpo-on-policy gives (base, sft),
+    (sft, dpo-offline), (sft, dpo-on-policy), (dpo-offline, dpo-on-policy), (base, dpo-on-policy)."""
+    order = variant_order(variants)
+    pairs = []
+    for i, v in enumerate(order):
+        earlier = [u for u in order[:i] if _rank(u) < _rank(v)]
+        if earlier:
+            top = max(map(_rank, earlier))
+            pairs.append(([u for u in earlier if _rank(u) == top][-1], v))
+    pairs += [(a, b) for a, b in zip(order, order[1:]) if _rank(a) == _rank(b)]
+    if len(order) > 2 and (order[0], order[-1]) not in pairs:
+        pairs.append((order[0], order[-1]))
     return pairs
 
 
-def paired_comparisons(records: Iterable[dict] | pd.DataFrame,
-                       pairs: Sequence[tuple[str, str]] | None = None,
-                       mode: str | None = None) -> pd.DataFrame:
-    """Paired accuracy comparison per mode and model pair, aligned on question id.
+COMPARISON_COLUMNS = [
+    "mode",
+    "metric",
+    "label",
+    "comparison",
+    "variant_a",
+    "variant_b",
+    "n",
+    "acc_a",
+    "acc_b",
+    "delta",
+    "a_only",
+    "b_only",
+    "p_value",
+]
 
-    Only ids answered by both models count. Default pairs are consecutive models in
-    first-appearance order plus (first, last). ``delta`` is ``acc_b - acc_a``.
+
+def paired_comparisons(
+    records: Iterable[dict] | pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, mode: str | None = None
+) -> pd.DataFrame:
+    """Exact McNemar test per mode, metric and (earlier, later) variant pair, aligned on question id.
+
+    Only ids answered by both count. ``comparison`` reads "later vs earlier" (e.g. "sft vs base"); ``delta`` is
+    ``acc_b - acc_a`` (later minus earlier). Default pairs: `default_pairs`.
     """
-    df = _frame(records)
-    dup = df.duplicated(["model", "mode", "id"], keep=False)
+    df = scored(records)
+    dup = df.duplicated(["variant", "label", "id"], keep=False)
     if dup.any():
-        bad = df.loc[dup, ["model", "mode", "id"]].drop_duplicates().head(5).to_dict("records")
+        bad = df.loc[dup, ["variant", "mode", "id"]].drop_duplicates().head(5).to_dict("records")
         raise ValueError(f"duplicated question ids: {bad}")
     if pairs is not None:
-        unknown = {m for p in pairs for m in p} - set(df["model"])
+        unknown = {v for p in pairs for v in p} - set(df["variant"])
         if unknown:
-            raise ValueError(f"unknown models in pairs: {sorted(unknown)}")
-    modes = [mode] if mode is not None else _ordered(df["mode"])
-    model_order = _ordered(df["model"])
+            raise ValueError(f"unknown variants in pairs: {sorted(unknown)}")
     rows = []
-    for md in modes:
-        sub = df[df["mode"] == md]
-        present = [m for m in model_order if m in set(sub["model"])]
-        for ma, mb in (pairs if pairs is not None else _default_pairs(present)):
-            if ma not in present or mb not in present:
+    for label in dict.fromkeys(df["label"]):
+        sub = df[df["label"] == label]
+        if mode is not None and sub["mode"].iat[0] != mode:
+            continue
+        present = variant_order(sub["variant"])
+        for va, vb in pairs if pairs is not None else default_pairs(present):
+            if va not in present or vb not in present:
                 continue
-            a = sub[sub["model"] == ma].set_index("id")["correct"]
-            b = sub[sub["model"] == mb].set_index("id")["correct"]
+            a = sub[sub["variant"] == va].set_index("id")["correct"]
+            b = sub[sub["variant"] == vb].set_index("id")["correct"]
             joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
             res = mcnemar_exact(joined["a"].to_numpy(), joined["b"].to_numpy())
-            n = res["n"]
-            acc_a = float(joined["a"].mean()) if n else math.nan
-            acc_b = float(joined["b"].mean()) if n else math.nan
-            rows.append({"mode": md, "model_a": ma, "model_b": mb, "n": n,
-                         "acc_a": acc_a, "acc_b": acc_b, "delta": acc_b - acc_a,
-                         "a_only": res["a_only"], "b_only": res["b_only"],
-                         "p_value": res["p_value"]})
-    cols = ["mode", "model_a", "model_b", "n", "acc_a", "acc_b", "delta",
-            "a_only", "b_only", "p_value"]
-    return pd.DataFrame(rows, columns=cols)
+            acc_a = float(joined["a"].mean()) if res["n"] else math.nan
+            acc_b = float(joined["b"].mean()) if res["n"] else math.nan
+            rows.append(
+                {
+                    "mode": sub["mode"].iat[0],
+                    "metric": sub["metric"].iat[0],
+                    "label": label,
+                    "comparison": f"{vb} vs {va}",
+                    "variant_a": va,
+                    "variant_b": vb,
+                    "n": res["n"],
+                    "acc_a": acc_a,
+                    "acc_b": acc_b,
+                    "delta": acc_b - acc_a,
+                    "a_only": res["a_only"],
+                    "b_only": res["b_only"],
+                    "p_value": res["p_value"],
+                }
+            )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def load_records(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Concatenate JSONL files (``.gz`` suffix → gzip) into one DataFrame."""
-    rows: list[dict] = []
-    for path in map(Path, paths):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            rows.extend(json.loads(line) for line in fh if line.strip())
-    return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------- pipeline order and the CoT inspector's filters
-FILTERS = ("all", "fixed by SFT", "broken by DPO", "all variants wrong", "parse failures")
-
-
-def pipeline_order(variants: Iterable[str]) -> list[str]:
-    """Variants in the pipeline's order: base, sft, then the DPO variants, then anything else (each by name).
-
-    >>> pipeline_order(["dpo-on-policy", "sft", "base", "dpo-offline"])
-    ['base', 'sft', 'dpo-offline', 'dpo-on-policy']
-    """
-    rank = {"base": 0, "sft": 1}
-    return sorted(dict.fromkeys(variants), key=lambda v: (rank.get(v, 2 if str(v).startswith("dpo") else 3), str(v)))
-
-
-def _is_true(value: object) -> bool:
+# ---------------------------------------------------------------- the CoT inspector's filters
+def _is_true(value: Any) -> bool:
     return bool(value) and not pd.isna(value)
 
 
 def inspector_filter(records_df: pd.DataFrame, name: str) -> list[str]:
     """Question ids (CoT mode only) that match a filter of `FILTERS`, in first-seen order.
 
-    "broken by DPO" means the SFT variant was right and at least one DPO variant is wrong; filters needing a
-    variant absent from the records match nothing.
+    Variants: "base", "sft" and every variant whose name starts with "dpo". "broken by DPO" means the
+    SFT variant was right and at least one DPO variant is wrong; filters needing a variant absent from
+    the records match nothing.
     """
     if name not in FILTERS:
         raise ValueError(f"unknown filter {name!r}; choose one of {FILTERS}")
-    cot = records_df[records_df["mode"] == "cot"]
+    df = records_df.rename(columns={"model": "variant"}) if "variant" not in records_df else records_df
+    cot = df[df["mode"] == "cot"]
     if cot.empty:
         return []
     correct = cot.pivot_table(index="id", columns="variant", values="correct", aggfunc="first", sort=False)
@@ -182,10 +355,33 @@ def inspector_filter(records_df: pd.DataFrame, name: str) -> list[str]:
         if "sft" not in correct.columns or not dpo:
             return []
         keep = correct["sft"] & ~correct[dpo].all(axis=1)
-    elif name == "all variants wrong":
+    elif name == "all models wrong":
         keep = ~correct.any(axis=1)
     else:  # parse failures
         failed = cot.assign(failed=cot["parsed"].map(lambda p: p is None or pd.isna(p) or p == ""))
         ids = set(failed.loc[failed["failed"], "id"])
         keep = pd.Series([i in ids for i in correct.index], index=correct.index)
     return [str(i) for i in correct.index[keep.to_numpy(dtype=bool)]]
+
+
+def load_records(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Concatenate JSONL files (``.gz`` suffix -> gzip) into one DataFrame."""
+    rows: list[dict] = []
+    for path in map(Path, paths):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            rows.extend(json.loads(line) for line in fh if line.strip())
+    return pd.DataFrame(rows)
+
+
+def records_files(folder: str | Path) -> list[Path]:
+    """The record files of a folder (``{variant}-{mode}.jsonl[.gz]``, no rank files), variants in pipeline order."""
+    found: dict[str, list[tuple[int, Path]]] = {}
+    for p in Path(folder).glob("*.jsonl*"):
+        m = re.fullmatch(r"(.+?)(\.rank\d+)?\.jsonl(\.gz)?", p.name)
+        if m is None or m.group(2):
+            continue
+        mode = next((md for md in sorted(MODE_NAMES, key=len, reverse=True) if m.group(1).endswith("-" + md)), None)
+        variant = m.group(1)[: -len(mode) - 1] if mode else m.group(1)
+        found.setdefault(variant, []).append((MODE_NAMES.index(mode) if mode else len(MODE_NAMES), p))
+    return [p for v in variant_order(found) for _, p in sorted(found[v])]

@@ -19,7 +19,7 @@ import ipywidgets as W
 import pandas as pd
 
 from helpers.answers import LETTERS, extract_answer
-from helpers.metrics import FILTERS, inspector_filter, pipeline_order
+from helpers.metrics import FILTERS, inspector_filter, variant_order
 from helpers.prompts import to_prompt_completion
 from helpers.settings import Settings, _optional, parse_text
 from helpers.training import LossMask
@@ -234,7 +234,7 @@ def question_html(record: Mapping[str, Any], rows: pd.DataFrame) -> str:
             f"{_choices_html(record['choices'], record['answer'])}<br><b>gold:</b> {record['answer']}</div>")
     by_variant = {v: r for v, r in zip(rows["variant"], rows.to_dict("records"))}
     cells = []
-    for v in pipeline_order(list(by_variant)):
+    for v in variant_order(list(by_variant)):
         r = by_variant[v]
         mark = "&#10003;" if _is_true(r.get("correct")) else "&#10007;"
         parsed = r.get("parsed") if isinstance(r.get("parsed"), str) else None
