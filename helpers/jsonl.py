@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 def append_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -38,15 +40,16 @@ def read_jsonl(path: str | Path, repair: bool = True) -> list[dict]:
     A last line without its newline is what a killed append leaves: it is ignored, and cut from the file
     when ``repair`` (so later appends stay valid; off where other processes may be reading the file). Any
     other line that is not a JSON object is an error naming the file, the line and the fix. A missing file
-    reads as no rows.
+    reads as no rows; a ``.gz`` file is read through gzip.
     """
     path = Path(path)
     if not path.is_file():
         return []
-    data = path.read_bytes()
+    gz = path.suffix == ".gz"  # published records: read, never repaired
+    data = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
     if data and not data.endswith(b"\n"):
         keep = data.rfind(b"\n") + 1
-        if repair:
+        if repair and not gz:
             with open(path, "r+b") as f:
                 f.truncate(keep)
         data = data[:keep]

@@ -8,8 +8,6 @@ records without ``failure`` get it computed (`fill_failures`). Variants are alwa
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import re
 from collections import Counter
@@ -366,12 +364,9 @@ def inspector_filter(records_df: pd.DataFrame, name: str) -> list[str]:
 
 def load_records(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Concatenate JSONL files (``.gz`` suffix -> gzip) into one DataFrame."""
-    rows: list[dict] = []
-    for path in map(Path, paths):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            rows.extend(json.loads(line) for line in fh if line.strip())
-    return pd.DataFrame(rows)
+    from helpers.jsonl import read_jsonl
+
+    return pd.DataFrame([row for path in paths for row in read_jsonl(path, repair=False)])
 
 
 def records_files(folder: str | Path) -> list[Path]:

@@ -7,7 +7,6 @@ several processes each one does its `shard` into its `rank_file`; rank 0 merges 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from helpers import distributed
 from helpers.jsonl import append_jsonl as append_records  # the one JSONL writer
+from helpers.jsonl import read_jsonl as read_records  # the one JSONL reader
 from helpers.jsonl import write_jsonl_atomic
 
 RECORD_FIELDS = (
@@ -32,32 +32,6 @@ RECORD_FIELDS = (
 )
 # a runner's batches: (question indices, per index the record's output, parsed, new_tokens, failure, detail)
 Batches = Iterator[tuple[list[int], list[dict[str, Any]]]]
-
-
-def read_records(path: str | Path, repair: bool = True) -> list[dict]:
-    """Records of a JSONL file; a partial last line (a killed write) is ignored, and cut from the file
-    when ``repair`` (so appends stay valid; off where other processes may read the file too)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):  # drop the unfinished line
-        keep = data.rfind(b"\n") + 1
-        if repair:
-            with open(path, "r+b") as f:
-                f.truncate(keep)
-        data = data[:keep]
-    rows = []
-    for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"{path}:{lineno} is not valid JSON ({e}); delete the file to redo this evaluation"
-            ) from e
-    return rows
 
 
 def shard(records: Sequence[Any], rank: int, world: int) -> list[Any]:
