@@ -1,8 +1,9 @@
 """The notebooks' Colab install, resolved by pip's own resolver for Colab as it is (issue 14).
 
-The install cell runs ``pip install -r requirements-colab.txt -e <repo>`` on a Colab runtime that already
-has hundreds of packages (tests/fixtures/colab-runtime.txt, Colab's own ``pip freeze``). Nothing here can run
-Colab, so this test recreates what pip sees there:
+The install cell (``pip install -r requirements-colab.txt -e <clone>``, or the package with its ``colab``
+extra, read from the notebooks) runs on a Colab runtime that already has hundreds of packages
+(tests/fixtures/colab-runtime.txt, Colab's own ``pip freeze``). Nothing here can run Colab, so this test
+recreates what pip sees there:
 
 * the installed packages: an empty ``site-packages`` holding one ``*.dist-info`` per line of Colab's freeze,
   the only packages on ``sys.path`` of the pip process (``python -S``), so pip keeps what satisfies a
@@ -40,6 +41,7 @@ INDEX = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
 GLIBC_MINOR = 35  # Colab: Ubuntu 22.04, glibc 2.35
 PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR, 16, -1)] + [
     "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+PACKAGE = "llama32-mcq-cot-helpers"
 KEPT = ("torch", "ipywidgets")  # Colab's CUDA torch, and the ipywidgets whose front end Colab ships
 CUDA = re.compile(r"^(nvidia-|triton$|cuda-)")
 
@@ -88,13 +90,45 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
 
 
+def install_commands() -> list[str]:
+    """The pip install command of every notebook (the whole statement, continuation lines included)."""
+    import nbformat
+
+    found = []
+    for path in sorted((REPO / "notebooks").glob("0*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            lines = cell.source.splitlines() if cell.cell_type == "code" else []
+            for i, line in enumerate(lines):
+                if re.search(r"\bpip\b.*\binstall\b", line):
+                    statement, depth = [], 0
+                    for more in lines[i:]:
+                        statement.append(more.strip())
+                        depth += sum(more.count(c) for c in "([{") - sum(more.count(c) for c in ")]}")
+                        if depth <= 0:
+                            break
+                    found.append(" ".join(statement))
+    return found
+
+
+def install_arguments(wheel: Path) -> list[str]:
+    """What the install cells install, the package being the wheel built from this checkout: the package with
+    its ``colab`` extra (``pip install "llama32-mcq-cot-helpers[colab] @ git+..."``), or ``-r requirements-colab.txt``
+    and the package (``pip install -r requirements-colab.txt -e <clone>``)."""
+    commands = install_commands()
+    if commands and all(f"{PACKAGE}[colab]" in c for c in commands):
+        return [f"{wheel}[colab]"]
+    assert commands and all("requirements-colab.txt" in c for c in commands), \
+        f"the notebooks install something this test does not resolve; update install_arguments:\n{commands}"
+    return ["-r", str(REPO / "requirements-colab.txt"), str(wheel)]
+
+
 def build_wheel(out: Path) -> Path:
-    """The package as the install cell's ``-e <repo>`` installs it (same name, version and requirements),
+    """The package as the install cell installs it (same name, version and requirements, extras included),
     built from a copy so that no build folder lands in the repository."""
     src = out / "src"
-    src.mkdir()
-    shutil.copy(REPO / "pyproject.toml", src / "pyproject.toml")
-    shutil.copytree(REPO / "helpers", src / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO, src, ignore=lambda folder, names: [
+        n for n in names if folder == str(REPO) and n not in ("pyproject.toml", "helpers", "requirements-colab.txt",
+                                                               "requirements")] + ["__pycache__"])
     no_isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []  # else fetch it
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--index-url", INDEX, *no_isolation,
            "-w", str(out), str(src)]
@@ -128,7 +162,7 @@ def resolve(tmp_path_factory) -> dict[str, Any]:
     cmd = [sys.executable, "-S", str(root / "shim.py"), "install", "--dry-run", "--quiet", "--report", str(report),
            "--index-url", INDEX, "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
            "--abi", f"cp{short}", *[f"--platform={p}" for p in PLATFORMS],
-           "-r", str(REPO / "requirements-colab.txt"), str(wheel)]
+           *install_arguments(wheel)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(PYTHONPATH=str(site)), timeout=600)
     assert done.returncode == 0, f"pip cannot install the notebooks' requirements on Colab:\n{done.stderr[-4000:]}"
     return {"report": json.loads(report.read_text()), "pins": pins, "python": python, "wheel": wheel}
@@ -173,23 +207,33 @@ def test_every_package_installed_is_a_wheel_for_colabs_python(resolve):
     assert not bad, f"wheels not for CPython {resolve['python']} manylinux x86_64: {bad}"
 
 
-def test_requirements_pin_what_the_tests_run_against():
-    """requirements-colab.txt pins the versions the tests use; each pin must be what this environment has."""
-    from importlib.metadata import version
+def test_pins_are_what_the_tests_run_against():
+    """Exact pins (pyproject.toml, requirements-colab.txt) name the versions the tests run: this environment's."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    pinned = [Requirement(line) for line in (REPO / "requirements-colab.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
-    wrong = {r.name: (str(r.specifier), version(r.name)) for r in pinned
-             if any(s.operator == "==" for s in r.specifier) and not r.specifier.contains(version(r.name))}
-    assert not wrong, f"requirements-colab.txt pins versions the tests do not run (pin, installed): {wrong}"
+    import tomllib
+
+    lines = (REPO / "requirements-colab.txt").read_text().splitlines()
+    lines += tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = [r for r in (Requirement(x) for x in lines if x.strip() and not x.startswith("#"))
+              if any(s.operator == "==" for s in r.specifier)]
+    assert pinned, "no exact pins found: update this test"
+
+    wrong = {}
+    for r in pinned:
+        try:
+            have: str | None = version(r.name)
+        except PackageNotFoundError:
+            have = None
+        if have is None or not r.specifier.contains(have):
+            wrong[r.name] = (str(r.specifier), have)
+    assert not wrong, f"pinned versions the tests do not run (pin, installed here): {wrong}"
 
 
-def test_the_notebooks_install_what_this_file_resolves():
-    """Every notebook's install command names requirements-colab.txt (and the repository), the input resolved above."""
-    import nbformat
-
-    for path in sorted((REPO / "notebooks").glob("0*.ipynb")):
-        cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-        installs = [s for s in cells if re.search(r"\bpip\b.*\binstall\b", s, re.S)]
-        assert installs, f"{path.name}: no pip install cell; update this test with what the notebook installs"
-        assert all("requirements-colab.txt" in s for s in installs), f"{path.name} installs other things:\n{installs}"
+def test_every_notebook_installs_what_this_file_resolves():
+    """Each notebook's setup cell has one install command, and they all install the same thing."""
+    commands = install_commands()
+    notebooks = sorted((REPO / "notebooks").glob("0*.ipynb"))
+    assert len(commands) == len(notebooks), f"expected one pip install per notebook, found:\n{commands}"
+    assert len({re.sub(r"\s+", " ", c) for c in commands}) == 1, f"the notebooks install different things:\n{commands}"
+    install_arguments(Path("package.whl"))  # raises when the command is neither form
