@@ -1,10 +1,11 @@
-"""tests/test_widgets.py again under Colab's ipywidgets 7.7.1 (issue 14); this environment has ipywidgets 8.
+"""The widget tests again under Colab's ipywidgets 7.7.1 (issue 14); this environment has ipywidgets 8.
 
 Colab ships ipywidgets 7.7.1 with its own front end, and the install keeps it (tests/test_colab_install.py).
 A second, small environment holds only what ipywidgets 7 brings in Colab's versions (ipywidgets,
 widgetsnbextension, ipython-genutils; tests/fixtures/colab-runtime.txt), installed with ``pip --target``
 into ``.venv/colab-ipywidgets-7.7.1`` on first use and reused after. The widget tests then run in a subprocess with
 that folder first on ``PYTHONPATH``, so everything else (IPython, traitlets, helpers) is this environment's.
+The widget tests are every test file that imports ipywidgets or helpers.widgets (tests/test_widgets.py, ...).
 
 ipywidgets 7 ignores keyword arguments it does not know (``W.Accordion(titles=...)`` builds an accordion with no
 title) with only a DeprecationWarning from traitlets; the subprocess makes that warning an error.
@@ -25,6 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "tests" / "fixtures" / "colab-runtime.txt"
 PACKAGES = ("ipywidgets", "widgetsnbextension", "ipython-genutils")  # what ipywidgets 7 needs beyond 8's deps
 UNKNOWN_KWARG = "error:Passing unrecognized arguments:DeprecationWarning"  # traitlets' message for such kwargs
+USES_WIDGETS = re.compile(r"^\s*(import ipywidgets|from helpers import .*\bwidgets\b|from helpers\.widgets import)",
+                          re.MULTILINE)
+
+
+def widget_test_files() -> list[str]:
+    files = [p for p in sorted((REPO / "tests").glob("test_*.py")) if p.name != Path(__file__).name]
+    found = [f"tests/{p.name}" for p in files if USES_WIDGETS.search(p.read_text())]
+    assert "tests/test_widgets.py" in found, f"no widget tests found: {found}"
+    return found
 
 
 def colab_versions() -> dict[str, str]:
@@ -58,7 +68,7 @@ def colab_widgets_dir() -> Path:
 def test_widget_tests_pass_under_colabs_ipywidgets_7(request):
     expected = colab_versions()["ipywidgets"]
     site = colab_widgets_dir()
-    args = ["-q", "-p", "no:cacheprovider", "-W", UNKNOWN_KWARG, "tests/test_widgets.py"]
+    args = ["-q", "-p", "no:cacheprovider", "-W", UNKNOWN_KWARG, *widget_test_files()]
     if markexpr := request.config.getoption("markexpr"):
         args += ["-m", markexpr]  # the same selection as this run (e.g. 'not slow')
     code = ("import sys, ipywidgets, pytest; print('ipywidgets', ipywidgets.__version__, ipywidgets.__file__); "
@@ -67,4 +77,4 @@ def test_widget_tests_pass_under_colabs_ipywidgets_7(request):
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     assert done.stdout.startswith(f"ipywidgets {expected} {site}"), f"not ipywidgets {expected}:\n{output[-2000:]}"
-    assert done.returncode == 0, f"tests/test_widgets.py fails under ipywidgets {expected}:\n{output[-6000:]}"
+    assert done.returncode == 0, f"{' '.join(widget_test_files())} fail under ipywidgets {expected}:\n{output[-6000:]}"
