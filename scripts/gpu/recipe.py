@@ -49,9 +49,19 @@ PAIRS = {"strategy": "on_policy", "samples_per_question": 8, "temperature": 0.9,
 EVAL = {"split": "holdout", "modes": "cot,cloze", "batch_size": 256}
 
 
+SMOKE = {  # --smoke: the same commands, tiny, on CPU (checks the script itself)
+    "sft": {"train_sample_size": 8, "max_steps": 2, "per_device_train_batch_size": 2, "group_by_length": False},
+    "dpo": {"max_steps": 1, "per_device_train_batch_size": 2},
+    "pairs": {"train_sample_size": 8, "samples_per_question": 2, "max_new_tokens": 16},
+    "eval": {"sample_size": 3, "max_new_tokens": 16},
+}
+
+
 def cli(step: str, root: Path, values: dict) -> list[str]:
     """``python -m helpers STEP --field value ...`` under ``root``."""
     merged = {**BASE, "data_source": os.environ.get("ECQA_DATA", "../shared/data/ecqa"), "root": str(root), **values}
+    if os.environ.get("RECIPE_SMOKE"):
+        merged.update(SMOKE[step], quantize=None if merged.get("quantize") else merged.get("quantize"))
     args = [sys.executable, "-m", "helpers", step]
     for k, v in merged.items():
         args += [f"--{k}", "none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)]
@@ -118,9 +128,13 @@ def main() -> None:
     parser.add_argument("levers", nargs="+")
     parser.add_argument("--sft", help="dpo phase: the SFT lever whose adapter DPO starts from")
     parser.add_argument("--base", action="store_true", help="also evaluate the base model on the slice")
+    parser.add_argument("--smoke", action="store_true", help="tiny runs on CPU: checks the script, measures nothing")
     args = parser.parse_args()
+    if args.smoke:
+        os.environ["RECIPE_SMOKE"] = "1"
     top = Path(os.environ.get("RECIPE_ROOT", "/tmp/recipe"))
     out = Path(os.environ.get("OUT", "."))
+    out.mkdir(parents=True, exist_ok=True)
     logs = top / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     jobs: dict[str, tuple[Path, str, list[list[str]]]] = {}
@@ -154,7 +168,7 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         seconds = dict(zip(jobs, pool.map(lambda n: run_job(n, jobs[n][2], logs), jobs)))
     rows = [holdout_row(n, r, v, seconds[n]) for n, (r, v, _) in jobs.items()]
-    if args.phase == "sft" and "L0q" in jobs:
+    if args.phase == "sft" and "L0q" in jobs and not args.smoke:
         rows += diagnose_qlora(top, logs)
     result = {"phase": args.phase, "sft": args.sft, "levers": {n: SFT_LEVERS.get(n) or DPO_LEVERS.get(n) for n in jobs},
               "device": _device(), "rows": rows}
