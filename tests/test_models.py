@@ -49,7 +49,8 @@ def test_cpu_load_of_smollm2(smol_model, smol_tokenizer):
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert tok.pad_token_id != tok.eos_token_id
     assert tok.padding_side == "left"
-    assert model.generation_config.eos_token_id == tok.eos_token_id
+    eos = model.generation_config.eos_token_id
+    assert tok.eos_token_id in (eos if isinstance(eos, list) else [eos])  # generation stops at the end of turn
     assert model.generation_config.pad_token_id == tok.pad_token_id
     assert model.config.pad_token_id == tok.pad_token_id
 
@@ -134,8 +135,35 @@ def test_hf_token_absent(monkeypatch):
 
 
 def test_adapter_base_needs_an_adapter(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no adapter_config.json: train the stage first"):
+    with pytest.raises(FileNotFoundError, match=r"no adapter in \S+: train that step first or fix the path"):
         models.adapter_base(tmp_path)
+
+
+def test_one_adapter_present_check(tmp_path):
+    assert not models.has_adapter(tmp_path) and not models.has_adapter(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match=r"no adapter in \S+: run 03_sft first"):
+        models.require_adapter(tmp_path, "run 03_sft first")
+    (tmp_path / "adapter_config.json").write_text("{}")
+    assert models.has_adapter(tmp_path) and models.require_adapter(tmp_path, "unused") == tmp_path
+
+
+@pytest.mark.parametrize("configured, end_of_turn, expected", [
+    ([128001, 128008, 128009], 128009, [128001, 128008, 128009]),  # Llama-3.2: its list is kept, not replaced
+    ([128001, 128008], 128009, [128001, 128008, 128009]),
+    (2, 7, [2, 7]),
+    (7, 7, 7),
+    (None, 7, [7]),
+])
+def test_eos_ids_keep_the_models_list(configured, end_of_turn, expected):
+    assert models.eos_ids(configured, end_of_turn) == expected
+
+
+def test_adapter_provenance_says_whether_it_was_trained_quantized(tmp_path):
+    from helpers import provenance
+
+    assert models.trained_quantized(tmp_path) is False  # no provenance: an older adapter, taken as unquantized
+    provenance.write(tmp_path, {"quantized": True})
+    assert models.trained_quantized(tmp_path) is True
 
 
 def test_adapter_base_prefers_saved_settings(tmp_path):

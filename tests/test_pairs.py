@@ -183,8 +183,18 @@ class FakeGenerate:
         return f"{question} #{j}" + (f"\nAnswer: {letters[j % len(letters)]}" if letters else "")
 
 
+def fake_adapter(root, weights: bytes = b"sft adapter weights"):
+    """An SFT adapter folder under ``root`` as far as sampling provenance reads it (its weights' hash)."""
+    sft = root / "outputs" / "sft"
+    sft.mkdir(parents=True, exist_ok=True)
+    (sft / "adapter_config.json").write_text("{}")
+    (sft / "adapter_model.safetensors").write_bytes(weights)
+    return sft
+
+
 def test_sample_on_policy_resumes_after_a_kill(tok, records, tmp_path, monkeypatch):
     recs = records[:5]
+    fake_adapter(tmp_path)
     settings = PairSettings(root=str(tmp_path), samples_per_question=2, batch_size=4, temperature=0.7, max_new_tokens=16)
     path = tmp_path / "samples.jsonl"
     first = FakeGenerate(die_after=1)
@@ -212,6 +222,40 @@ def test_sample_on_policy_resumes_after_a_kill(tok, records, tmp_path, monkeypat
     assert third.prompts == []
 
 
+@pytest.mark.parametrize("change", [
+    {"temperature": 1.0}, {"max_new_tokens": 32}, {"samples_per_question": 3}, {"quantize": False}, {"seed": 1},
+    "retrained adapter",
+], ids=str)
+def test_samples_of_other_provenance_are_moved_aside_and_redone(tok, records, tmp_path, monkeypatch, capsys, change):
+    """Samples are reused only under the provenance they were made with (#12: they used to be reused by question id
+    alone after the adapter was retrained or a sampling setting changed)."""
+    from helpers import provenance
+
+    recs = records[:3]
+    fake_adapter(tmp_path)
+    settings = PairSettings(root=str(tmp_path), samples_per_question=2, batch_size=4, temperature=0.7, max_new_tokens=16)
+    path = tmp_path / "samples.jsonl"
+    monkeypatch.setattr("helpers.generation.generate_all", FakeGenerate())
+    first = P.sample_on_policy(object(), tok, recs, settings, path)
+    old = path.read_text()
+    assert provenance.read(path) == P.sampling_provenance(settings)
+
+    if change == "retrained adapter":
+        fake_adapter(tmp_path, b"other weights")
+        again = settings
+    else:
+        again = settings.replace(**change)
+    redo = FakeGenerate()
+    monkeypatch.setattr("helpers.generation.generate_all", redo)
+    capsys.readouterr()
+    second = P.sample_on_policy(object(), tok, recs, again, path)
+    assert len(redo.prompts) == len(recs), "stale samples were reused"
+    assert path.with_name("samples.jsonl.stale").read_text() == old, "the old samples were not kept aside"
+    assert provenance.read(path) == P.sampling_provenance(again)
+    assert "was made by another run" in capsys.readouterr().out
+    assert set(second) == set(first)
+
+
 @pytest.mark.parametrize("when_all_agree", ["offline", "skip"])
 def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypatch, when_all_agree):
     recs = records[:6]
@@ -220,7 +264,8 @@ def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypat
     answers = {r["question"]: plans[i % 3](r) for i, r in enumerate(recs)}  # mixed, all correct, all wrong
     monkeypatch.setattr("helpers.generation.generate_all", FakeGenerate(answers))
     settings = PairSettings(root=str(tmp_path), strategy="on_policy", samples_per_question=2, when_all_agree=when_all_agree)
-    pairs, report = P.build_pairs(settings, tok, recs, model=object(), max_length=1024)
+    fake_adapter(tmp_path)
+    pairs, report = P.build_pairs(settings.replace(max_length=1024), tok, recs, model=object())
     assert dict(report.outcomes) == {"mixed": 2, "all correct": 2, "all wrong": 2}
     assert report.kinds["on-policy"] == 2
     if when_all_agree == "skip":
@@ -232,7 +277,7 @@ def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypat
 
 
 def test_build_pairs_drops_and_counts_bad_pairs(tok, records):
-    pairs, report = P.build_pairs(PairSettings(), tok, records[:6], max_length=100)
+    pairs, report = P.build_pairs(PairSettings(max_length=100), tok, records[:6])
     assert report.questions == 6 and report.kept == len(pairs)
     assert sum(report.dropped.values()) == 6 - len(pairs) > 0
     assert all("max_length" in reason for reason in report.dropped)
@@ -249,16 +294,24 @@ def test_write_read_roundtrip_and_broken_lines(tok, records, tmp_path):
     ds = P.read_pairs(path)
     assert ds.num_rows == 4 and ds[0] == pairs[0]
 
-    lines = path.read_text().splitlines()
-    lines[1] = lines[1][:40]
-    lines[2] = json.dumps({"id": "x", "prompt": "p"})
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.warns(UserWarning, match=r"2 broken line\(s\).*line 2: invalid JSON.*line 3: missing keys"):
-        ds = P.read_pairs(path)
-    assert ds["id"] == [pairs[0]["id"], pairs[3]["id"]]
+    # Changed on purpose (#12, one JSONL reader for the project): only a cut-off last line (what a killed append
+    # leaves) is dropped; a complete broken line, or a pair lacking keys, is an error naming it (the reader used to
+    # skip such lines with a warning and train on what remained).
+    good = path.read_text()
+    lines = good.splitlines()
+    path.write_text("\n".join(lines) + "\n" + lines[0][:40])
+    assert P.read_pairs(path)["id"] == [p["id"] for p in pairs]
+    assert path.read_text().endswith(lines[0][:40]), "reading pairs must not change the file"
 
-    path.write_text("not json\n")
-    with pytest.raises(ValueError, match="nothing valid remains"):
+    lines[1] = lines[1][:40]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"pairs.jsonl:2 is not valid JSON .*delete the file to redo it"):
+        P.read_pairs(path)
+    path.write_text(good + json.dumps({"id": "x", "prompt": "p"}) + "\n")
+    with pytest.raises(ValueError, match=r"pair 5 lacks keys \['chosen', .*rebuild the file with notebook 02_pairs"):
+        P.read_pairs(path)
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="holds no pairs"):
         P.read_pairs(path)
     with pytest.raises(FileNotFoundError, match="02_pairs"):
         P.read_pairs(tmp_path / "missing.jsonl")
@@ -288,10 +341,11 @@ def test_pair_lengths(tok, records):
 
 
 @pytest.mark.slow
-def test_real_on_policy_run_with_smollm2(tok, records, tmp_path):
+def test_real_on_policy_run_with_smollm2(tok, records, tmp_path, capsys):
     from helpers.models import load_model
 
     model = load_model("smollm2-135m")
+    fake_adapter(tmp_path)  # the samples' provenance names the adapter's hash; the model here is the base
     settings = PairSettings(root=str(tmp_path), strategy="on_policy", samples_per_question=2,
                             max_new_tokens=24, batch_size=8)
     pairs, report = P.build_pairs(settings, tok, records[:4], model=model)
@@ -303,3 +357,13 @@ def test_real_on_policy_run_with_smollm2(tok, records, tmp_path):
     ds = P.read_pairs(P.write_pairs(pairs, settings.pairs, report))
     assert ds.num_rows == len(pairs) > 0
     print(report)
+
+    # the same sampling with another max_new_tokens: the samples are moved aside and sampled again, for real
+    capsys.readouterr()
+    shorter = settings.replace(max_new_tokens=8)
+    P.build_pairs(shorter, tok, records[:4], model=model)
+    assert "was made by another run (max_new_tokens 24 -> 8)" in capsys.readouterr().out
+    stale = P.samples_path(settings).with_name(P.samples_path(settings).name + ".stale")
+    assert stale.is_file() and stale.read_text().count("\n") == 4
+    redone = [json.loads(line) for line in P.samples_path(settings).read_text().splitlines()]
+    assert sorted(r["id"] for r in redone) == sorted(r["id"] for r in records[:4])
