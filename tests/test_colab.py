@@ -92,7 +92,7 @@ def test_a_failing_command_never_prints_the_token(tmp_path, ecqa_dir):
     settings.write_text(f'{{"model": "llama-3.2-1b", "data_source": "{ecqa_dir}", "root": "{tmp_path}", '
                         '"train_sample_size": 4}')
     env = {**os.environ, "HF_TOKEN": SENTINEL, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "helpers.make_pairs", str(settings)], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "helpers", "pairs", str(settings)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "meta-llama/Llama-3.2-1B-Instruct" in output, output[-2000:]
@@ -125,9 +125,9 @@ def cell(path: Path, marker: str) -> str:
 
 
 def run_cell(source: str, **namespace) -> dict:
-    from helpers import evaluation, metrics, pairs, stages
+    from helpers import evaluation, metrics, pairs, steps
 
-    ns = dict(models=models, pairs=pairs, stages=stages, evaluation=evaluation, metrics=metrics, Path=Path,
+    ns = dict(models=models, pairs=pairs, steps=steps, evaluation=evaluation, metrics=metrics, Path=Path,
               Counter=__import__("collections").Counter, **namespace)
     exec(compile(source, "<cell>", "exec"), ns)  # noqa: S102 - our own notebook's cell
     return ns
@@ -135,27 +135,30 @@ def run_cell(source: str, **namespace) -> dict:
 
 def test_02_on_policy_without_the_sft_adapter_names_03_sft(tmp_path):
     s = PairSettings(model="smollm2-135m", root=str(tmp_path), strategy="on_policy")
-    with pytest.raises(FileNotFoundError, match=r"no SFT adapter in \S+: run notebooks/03_sft.ipynb first .*STRATEGY = 'offline'"):
-        run_cell(cell(REPO / "notebooks" / "02_pairs.ipynb", "load_adapter_model"), form=SimpleNamespace(settings=s))
+    with pytest.raises(FileNotFoundError, match=r"no adapter in \S+: run notebooks/03_sft \(python -m helpers sft\) "
+                                                r"with the same root first, or set sft_adapter"):
+        run_cell(cell(REPO / "notebooks" / "02_pairs.ipynb", "check_sft_adapter"), form=SimpleNamespace(settings=s))
 
 
 def test_04_names_03_sft_then_02_pairs(tmp_path):
-    source = cell(REPO / "notebooks" / "04_dpo.ipynb", "read_pairs")
+    source = cell(REPO / "notebooks" / "04_dpo.ipynb", "pairs_for_dpo")
     form = SimpleNamespace(settings=DPOSettings(model="smollm2-135m", root=str(tmp_path)))
-    with pytest.raises(FileNotFoundError, match=r"no SFT adapter in \S+: run notebooks/03_sft.ipynb first"):
+    with pytest.raises(FileNotFoundError, match=r"no adapter in \S+: run notebooks/03_sft"):
         run_cell(source, form=form)
-    (tmp_path / "outputs" / "sft").mkdir(parents=True)
-    (tmp_path / "outputs" / "sft" / "adapter_config.json").write_text("{}")
+    sft = tmp_path / "outputs" / "sft"
+    sft.mkdir(parents=True)
+    (sft / "adapter_config.json").write_text("{}")
+    (sft / "settings.json").write_text('{"model": "smollm2-135m"}')
     with pytest.raises(FileNotFoundError, match=r"no pairs file at \S+: run notebook 02_pairs"):
         run_cell(source, form=form)
 
 
-def test_05_with_no_stage_to_evaluate_names_the_notebooks_and_keeps_old_results(tmp_path):
-    """Asking only for stages not trained under ROOT used to write an empty results table over the old one."""
+def test_05_with_no_variant_to_evaluate_names_the_notebooks_and_keeps_old_results(tmp_path):
+    """Asking only for variants not trained under ROOT used to write an empty results table over the old one."""
     old = tmp_path / "eval" / "results.csv"
     old.parent.mkdir()
-    old.write_text("model,mode,n\nsft,cot,1221\n")
-    s = EvalSettings(model="smollm2-135m", root=str(tmp_path), stages=("sft", "dpo"))
-    with pytest.raises(FileNotFoundError, match=r"none of the stages \['sft', 'dpo'\] .*03_sft.*04_dpo.*or add 'base'"):
-        run_cell(cell(REPO / "notebooks" / "05_eval.ipynb", "stages.run_eval"), s=s, data=None, RESULTS_FROM=None)
-    assert old.read_text() == "model,mode,n\nsft,cot,1221\n"
+    old.write_text("variant,mode,n\nsft,cot,1221\n")
+    s = EvalSettings(model="smollm2-135m", root=str(tmp_path), variants=("sft", "dpo"))
+    with pytest.raises(FileNotFoundError, match=r"none of the variants \['sft', 'dpo'\] .*03_sft.*04_dpo.*or add 'base'"):
+        run_cell(cell(REPO / "notebooks" / "05_eval.ipynb", "steps.run_eval"), s=s, data=None, RESULTS_FROM=None)
+    assert old.read_text() == "variant,mode,n\nsft,cot,1221\n"

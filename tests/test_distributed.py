@@ -1,8 +1,8 @@
-"""Stages run as two processes on the CPU: SFT as one DDP run, evaluation sharded and merged.
+"""Steps run as two processes on the CPU: SFT as one DDP run, evaluation sharded and merged.
 
-The commands are the real ones, `accelerate launch --multi_gpu --num_processes 2 -m helpers.<stage>
+The commands are the real ones, `accelerate launch --multi_gpu --num_processes 2 -m helpers STEP
 SETTINGS.json`, on SmolLM2-135M and the local data, sized to two steps and six questions. On a
-machine without GPUs `--multi_gpu` starts the processes and the stages put them on the CPU (gloo);
+machine without GPUs `--multi_gpu` starts the processes and the steps put them on the CPU (gloo);
 `accelerate launch --cpu` would start a single process whatever `--num_processes` says, which the
 world-size checks here would catch. Each process gets ``MCQ_TEST_THREADS`` torch threads (default 1).
 
@@ -31,8 +31,8 @@ SEED = 42  # the settings' default: which questions train_sample_size and sample
 N_TRAIN, N_EVAL, PER_DEVICE, STEPS = 16, 6, 2, 2
 
 
-def launch(stage: str, settings: Path, *sets: str) -> str:
-    """``accelerate launch`` of a stage as two processes; its output (both ranks)."""
+def launch(step: str, settings: Path, *options: str) -> str:
+    """``accelerate launch`` of a step as two processes; its output (both ranks)."""
     with socket.socket() as s:  # a free port: tests running side by side must not share a rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -43,10 +43,10 @@ def launch(stage: str, settings: Path, *sets: str) -> str:
         env.pop(key, None)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-           "-m", f"helpers.{stage}", str(settings)] + [a for s in sets for a in ("--set", s)]
+           "-m", "helpers", step, str(settings), *options]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{stage} failed:\n{output[-4000:]}"
+    assert done.returncode == 0, f"{step} failed:\n{output[-4000:]}"
     return output
 
 
@@ -64,12 +64,12 @@ def run(tmp_path_factory, ecqa_dir, ecqa_loaded):
                                    gradient_accumulation_steps=1, max_length=128, lora_r=4, lora_alpha=8, logging_steps=1,
                                    save_steps=STEPS, warmup_ratio=0.0, report_to="none")))
     evaluation = root / "eval.json"
-    evaluation.write_text(json.dumps(dict(common, stages=["sft"], modes=["cot", "letter"], sample_size=N_EVAL,
+    evaluation.write_text(json.dumps(dict(common, variants=["sft"], modes=["cot", "letter"], sample_size=N_EVAL,
                                           batch_size=2, max_new_tokens=12)))
     questions = list(ecqa_loaded[0]["validation"].shuffle(seed=SEED).select(range(N_EVAL))["id"])
     return SimpleNamespace(root=root, artifacts=root / "artifacts", out_dir=root / "artifacts" / "outputs" / "sft",
                            eval_dir=root / "artifacts" / "eval", eval_settings=evaluation, questions=questions,
-                           sft_output=launch("sft", sft), eval_output=launch("evaluate", evaluation))
+                           sft_output=launch("sft", sft), eval_output=launch("eval", evaluation))
 
 
 @pytest.mark.slow
@@ -96,7 +96,7 @@ def test_evaluation_is_sharded_and_merged_once_per_question(run):
     for mode in ("cot", "letter"):
         rows = jsonl(run.eval_dir / f"sft-{mode}.jsonl")
         assert [r["id"] for r in rows] == run.questions, mode
-        assert all(tuple(r) == RECORD_FIELDS and r["model"] == "sft" and r["mode"] == mode for r in rows)
+        assert all(tuple(r) == RECORD_FIELDS and r["variant"] == "sft" and r["mode"] == mode for r in rows)
     assert sorted(p.name for p in run.eval_dir.glob("*.rank*")) == []
     for rank in (0, 1):
         assert f"sft/cot rank {rank}" in run.eval_output, "both ranks evaluated their share"
@@ -113,7 +113,7 @@ def test_evaluation_resumes_from_merged_records_and_a_rank_file(run):
     merged.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))  # ranks 0 and 1 had one merged record each
     part = rank_file(merged, 1)
     part.write_text(json.dumps(rows[3]) + "\n" + json.dumps(rows[5])[:40])  # rank 1's share: questions 1, 3, 5
-    output = launch("evaluate", run.eval_settings, 'modes=["cot"]')
+    output = launch("eval", run.eval_settings, "--modes", "cot")
     assert "sft/cot: 1 of 3 questions already done by rank 0 of 2, 2 to go" in output, output[-3000:]
     assert "sft/cot: 2 of 3 questions already done by rank 1 of 2, 1 to go" in output, output[-3000:]
     after = jsonl(merged)
@@ -123,8 +123,9 @@ def test_evaluation_resumes_from_merged_records_and_a_rank_file(run):
 
 # ---------------------------------------------------------------- the merge, in-process
 def record(i: int, prompt: str = "p") -> dict:
-    return {"id": f"q{i}", "model": "sft", "mode": "cot", "prompt": f"{prompt}{i}", "output": "Answer: A",
-            "parsed": "A", "gold": "A", "correct": True, "new_tokens": 3}
+    values = {"id": f"q{i}", "variant": "sft", "mode": "cot", "prompt": f"{prompt}{i}", "output": "Answer: A",
+              "parsed": "A", "gold": "A", "correct": True, "new_tokens": 3, "failure": None, "detail": None}
+    return {k: values[k] for k in RECORD_FIELDS}
 
 
 def write(path: Path, rows: list[dict], tail: str = "") -> None:
