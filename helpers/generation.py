@@ -73,7 +73,7 @@ def generate_batch(
     finished = new == tokenizer.eos_token_id
     # tokens up to and including the first eos; all of them if no eos was produced
     first_eos = torch.where(finished.any(1), finished.int().argmax(1) + 1, torch.full_like(finished[:, 0], new.shape[1], dtype=torch.long))
-    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)  # BPE: no cleanup
     gens = [Generation(t.strip(), int(n)) for t, n in zip(texts, first_eos.tolist())]
     k = num_return_sequences
     return [gens[i * k : (i + 1) * k] for i in range(len(prompts))]

@@ -131,16 +131,22 @@ def loss_curve(log_history: Sequence[Mapping], keys: Sequence[str] = ("loss",), 
     return fig
 
 
-def length_histograms(prompt_lens: Sequence[int], completion_lens: Sequence[int]) -> Figure:
-    """Token-length histograms of prompts and completions, with the median and the maximum marked."""
-    fig = Figure(figsize=(9, 3.2), layout="constrained")
-    for ax, (name, lens) in zip(fig.subplots(1, 2), (("prompt", prompt_lens), ("completion", completion_lens))):
+def length_histograms(prompt_lens: Sequence[int], completion_lens: Sequence[int], max_length: int | None = None) -> Figure:
+    """Token-length histograms of prompts, completions and their total (what ``max_length`` cuts), with the
+    median and maximum marked, and ``max_length`` on the total's panel."""
+    total = np.asarray(prompt_lens) + np.asarray(completion_lens)
+    fig = Figure(figsize=(12, 3.2), layout="constrained")
+    panels = (("prompt", prompt_lens), ("completion", completion_lens), ("prompt + completion", total))
+    for ax, (name, lens) in zip(fig.subplots(1, 3), panels):
         lens = np.asarray(lens)
         if lens.size == 0:
             raise ValueError(f"no {name} lengths to plot")
         ax.hist(lens, bins=min(40, max(5, len(np.unique(lens)))), color="tab:blue", alpha=0.8)
         ax.axvline(np.median(lens), color="black", linestyle="--", linewidth=1, label=f"median {np.median(lens):.0f}")
         ax.axvline(lens.max(), color="tab:red", linestyle=":", linewidth=1, label=f"max {lens.max()}")
+        if max_length is not None and name == "prompt + completion":
+            cut = (lens > max_length).mean()
+            ax.axvline(max_length, color="tab:orange", linewidth=2, label=f"max_length {max_length} (cuts {cut:.1%})")
         ax.set_xlabel(f"{name} tokens")
         ax.set_ylabel("examples")
         ax.legend(fontsize=8)
