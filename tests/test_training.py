@@ -12,12 +12,13 @@ import re
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from helpers import generation, models, prompts, training
+from helpers import generation, models, prompts, provenance, training
 from helpers.answers import extract_answer
-from helpers.settings import SFTSettings
+from helpers.settings import DPOSettings, SFTSettings
 
 SMOL = "smollm2-135m"
 ANSWER_LINE_AT_END = re.compile(r"(?:^|\n)Answer: ([A-E])$")
@@ -112,7 +113,7 @@ def test_broken_checkpoint_is_skipped_with_a_message(tmp_path, capsys, broken, r
 def test_collated_labels_mask_the_prompt_and_end_with_eos(tmp_path, monkeypatch, ecqa_loaded, smol_model, smol_tokenizer):
     """Build the trainer exactly as `train_sft` does (its `_run` is stubbed) and collate 4 real records."""
     built = {}
-    monkeypatch.setattr(training, "_run", lambda trainer, s, tok: built.setdefault("trainer", trainer))
+    monkeypatch.setattr(training, "_run", lambda trainer, s, tok, inputs: built.setdefault("trainer", trainer))
     records = ecqa_loaded[0]["train"].select(range(4))
     tok = smol_tokenizer
     trainer = training.train_sft(settings(tmp_path), records, model=smol_model(), tokenizer=tok)
@@ -186,18 +187,123 @@ def test_short_sft_learns_the_answer_format(tmp_path, ecqa_loaded, short_train, 
 # ---------------------------------------------------------------- resume
 
 
+INPUTS = {"sft_adapter": "a1a1a1a1", "pairs": "b2b2b2b2", "pair_ids": "c3c3c3c3"}
+
+
+def record_key(s, inputs) -> None:
+    """What `training._run` records in the output folder before it trains."""
+    s.output_dir.mkdir(parents=True, exist_ok=True)  # (a folder's provenance is provenance.json inside it)
+    provenance.write(s.output_dir, {"resume_key": training.resume_key(s, inputs)})
+    assert (s.output_dir / "provenance.json").is_file()
+
+
+@pytest.mark.parametrize("change", [
+    {"beta": 0.2}, {"learning_rate": 1e-4}, {"nll_weight": 0.5}, {"per_device_train_batch_size": 4},
+    {"precision": "bf16"}, {"quantize": False}, {"seed": 1}, {"train_sample_size": 100}, {"holdout_size": 10},
+    {"max_length": 256}, {"model": "smollm2-135m"}, {"inputs": {"sft_adapter": "ffffffff"}},
+    {"inputs": {"pairs": "ffffffff"}}, {"inputs": {"pair_ids": "ffffffff"}},
+], ids=str)
+def test_resume_under_a_changed_setting_or_input_is_refused_with_the_fix(tmp_path, change):
+    """Every setting not marked resume_free, and the hashes of what the run trains from, key the checkpoints."""
+    s = DPOSettings(root=str(tmp_path), precision="fp16", per_device_train_batch_size=8)
+    record_key(s, INPUTS)
+    training.check_resumable(s.output_dir, training.resume_key(s, INPUTS))  # the same: fine
+    inputs = {**INPUTS, **change.pop("inputs", {})}
+    name = next(iter(change), "inputs")
+    with pytest.raises(ValueError, match=rf"holds checkpoints of a run with other settings or inputs \({name} .*"
+                                         r"Put the old values back to resume, or delete the folder"):
+        training.check_resumable(s.output_dir, training.resume_key(s.replace(**change), inputs))
+
+
+@pytest.mark.parametrize("change", [
+    {"logging_steps": 1}, {"max_steps": 500}, {"num_train_epochs": 3.0}, {"save_steps": 7}, {"save_total_limit": 5},
+    {"report_to": "none"}, {"save_merged": True}, {"root": "/elsewhere"}, {"data_source": "/local/ecqa"},
+], ids=str)
+def test_resume_free_settings_may_change_on_a_resume(tmp_path, change):
+    s = DPOSettings(root=str(tmp_path))
+    record_key(s, INPUTS)
+    training.check_resumable(s.output_dir, training.resume_key(s.replace(**change), INPUTS))
+
+
+def test_checkpoints_without_provenance_are_refused(tmp_path):
+    s = SFTSettings(root=str(tmp_path))
+    s.output_dir.mkdir(parents=True)
+    with pytest.raises(ValueError, match="no provenance.json: an older version wrote them"):
+        training.check_resumable(s.output_dir, training.resume_key(s, {}))
+
+
+class FakeTrainer:
+    """What `training._run` uses of a TRL trainer; ``train`` moves to ``end_step`` having seen ``end_tokens``."""
+
+    def __init__(self, end_step: int, end_tokens: int, seconds: float = 0.05) -> None:
+        self.end_step, self.end_tokens, self.seconds, self.trained = end_step, end_tokens, seconds, False
+        self.model = object()
+        self.args = SimpleNamespace(fp16=False, world_size=1)
+        self.state = SimpleNamespace(global_step=0, log_history=[])
+        self.accelerator = SimpleNamespace(wait_for_everyone=lambda: None)
+
+    def is_world_process_zero(self) -> bool:
+        return True
+
+    def train(self, resume_from_checkpoint=None):
+        self.trained = True
+        start = int(resume_from_checkpoint.rsplit("-", 1)[1]) if resume_from_checkpoint else 0
+        time.sleep(self.seconds)
+        self.state.global_step = self.end_step
+        self.state.log_history = [{"step": k, "loss": 1.0, "num_input_tokens_seen": self.end_tokens * k // self.end_step}
+                                  for k in range(1, self.end_step + 1)]
+        assert start <= self.end_step
+
+    def save_model(self, path: str) -> None:
+        Path(path, "adapter_model.safetensors").write_bytes(b"weights")
+
+
+class FakeTokenizer:
+    def save_pretrained(self, path: str) -> None:
+        Path(path, "tokenizer.json").write_text("{}")
+
+
+def checkpoint_with_tokens(out: Path, step: int, tokens: int) -> Path:
+    return fake_checkpoint(out, step, state=json.dumps({"global_step": step, "num_input_tokens_seen": tokens}))
+
+
+def test_tokens_per_s_after_a_resume_counts_only_tokens_trained_after_it(tmp_path):
+    s = SFTSettings(root=str(tmp_path), max_steps=6, report_to="none")
+    record_key(s, {"train_ids": "x"})
+    checkpoint_with_tokens(s.output_dir, 4, tokens=4_000)
+    result = training._run(FakeTrainer(end_step=6, end_tokens=6_000), s, FakeTokenizer(), {"train_ids": "x"})
+    assert result.resumed_from == str(s.output_dir / "checkpoint-4")
+    assert result.tokens_per_s * result.seconds == pytest.approx(2_000), "tokens seen before the resume were counted"
+    summary = json.loads((s.output_dir / "train_summary.json").read_text())
+    assert summary["tokens_per_s"] == pytest.approx(result.tokens_per_s) and summary["resumed_from"] == result.resumed_from
+
+
+def test_rerunning_a_finished_run_keeps_its_summary(tmp_path, capsys):
+    s = SFTSettings(root=str(tmp_path), max_steps=6, report_to="none")
+    record_key(s, {})
+    checkpoint_with_tokens(s.output_dir, 6, tokens=6_000)
+    summary = s.output_dir / "train_summary.json"
+    summary.write_text(json.dumps({"seconds": 30.0, "tokens_per_s": 200.0, "peak_gib": 1.5, "resumed_from": None}))
+    before = (summary.read_bytes(), summary.stat().st_mtime_ns)
+    result = training._run(FakeTrainer(end_step=6, end_tokens=6_000), s, FakeTokenizer(), {})
+    assert (summary.read_bytes(), summary.stat().st_mtime_ns) == before, "a finished run's summary was overwritten"
+    assert (result.seconds, result.tokens_per_s, result.peak_gib) == (30.0, 200.0, 1.5)
+    assert "already finished at step 6: nothing to train" in capsys.readouterr().out
+    assert not (s.output_dir / "adapter_model.safetensors").exists(), "the finished run's artifacts were rewritten"
+
+
+def test_a_refused_resume_trains_nothing_and_writes_nothing(tmp_path):
+    s = SFTSettings(root=str(tmp_path), max_steps=6, report_to="none")
+    record_key(s, {})
+    checkpoint_with_tokens(s.output_dir, 4, tokens=4_000)
+    trainer = FakeTrainer(end_step=6, end_tokens=6_000)
+    with pytest.raises(ValueError, match="learning_rate 0.0002 -> 0.001"):
+        training._run(trainer, s.replace(learning_rate=1e-3), FakeTokenizer(), {})
+    assert not trainer.trained and not (s.output_dir / "settings.json").exists()
+    assert training.resume_key(s, {}) == provenance.read(s.output_dir)["resume_key"]
+
+
 @pytest.mark.slow
-def test_resume_under_changed_fixed_settings_is_refused_with_the_fix(tmp_path):
-    s = SFTSettings(root=str(tmp_path), precision="fp16", per_device_train_batch_size=4, gradient_accumulation_steps=4)
-    s.to_json(s.output_dir / "settings.json")
-    training.check_resumable(s.output_dir, s)  # same settings: fine
-    training.check_resumable(s.output_dir, s.replace(learning_rate=1e-4, max_steps=500))  # may change on a resume
-    with pytest.raises(ValueError, match=r"precision 'fp16' -> 'bf16', per_device_train_batch_size 4 -> 8.*"
-                                         r"Put the old values back to resume, or delete"):
-        training.check_resumable(s.output_dir, s.replace(precision="bf16", per_device_train_batch_size=8))
-    training.check_resumable(tmp_path / "no-run-yet", s)  # nothing saved: nothing to compare
-
-
 def test_second_run_resumes_from_the_last_checkpoint(tmp_path, short_train, smol_model, smol_tokenizer, capsys):
     records = short_train.select(range(8))
     s = settings(tmp_path, per_device_train_batch_size=2, max_steps=4, save_steps=2)
@@ -212,6 +318,13 @@ def test_second_run_resumes_from_the_last_checkpoint(tmp_path, short_train, smol
     assert state["global_step"] == 6
     steps = [h["step"] for h in second.log_history if "loss" in h]
     assert steps[-1] == 6 and 5 in steps  # steps 1-4 come from the first run's state, 5-6 are new
+    tokens = {k: json.loads((s.output_dir / f"checkpoint-{k}" / "trainer_state.json").read_text())["num_input_tokens_seen"]
+              for k in (4, 6)}
+    assert second.tokens_per_s * second.seconds == pytest.approx(tokens[6] - tokens[4]), "counted tokens before resume"
+    summary = (s.output_dir / "train_summary.json").read_bytes()
+    third = training.train_sft(s.replace(max_steps=6), records, model=smol_model(), tokenizer=smol_tokenizer)
+    assert (s.output_dir / "train_summary.json").read_bytes() == summary, "rerunning a finished run rewrote its summary"
+    assert third.tokens_per_s == second.tokens_per_s
 
     # a half-written newest checkpoint is skipped, with a message
     (s.output_dir / "checkpoint-6" / "optimizer.pt").unlink()
