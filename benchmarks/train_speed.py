@@ -138,7 +138,7 @@ def run_one(stage: str, name: str, precision: str, base: Path, root: Path, recor
         result = training.train_sft(s, records.select(range(steps * s.effective_batch_size)), model=model,
                                     tokenizer=tokenizer, callbacks=[clock])
     else:
-        s = DPOSettings(**common, **CONFIGS["dpo"][name], stage=f"dpo-{name}-{precision}",
+        s = DPOSettings(**common, **CONFIGS["dpo"][name], variant=f"dpo-{name}-{precision}",
                         sft_adapter=str(root / "outputs" / "sft-adapter"))
         shutil.rmtree(s.output_dir, ignore_errors=True)
         model = models.load_adapter_model(s.sft_dir, precision=precision, trainable=True)

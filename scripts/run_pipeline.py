@@ -24,8 +24,8 @@ COMMON = {"MODEL": "smollm2-135m", "TRAIN_SAMPLE_SIZE": 64}
 PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
         "*": {**COMMON, "TRAIN_SAMPLE_SIZE": 12},
-        "02_pairs": {"STRATEGY": "on_policy", "MAX_LENGTH": 384,
-                     "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6}},
+        "02_pairs": {"STRATEGY": "on_policy",
+                     "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6, "max_length": 384}},
         # 3 steps: random batches, so 03's loss check compares like with like (grouping by length,
         # the default, puts the longest batch first)
         "03_sft": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
@@ -37,8 +37,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "demo": {  # sized for <= 15 minutes on 2 CPU cores (make demo)
         "*": COMMON,
-        "02_pairs": {"STRATEGY": "on_policy", "MAX_LENGTH": 448, "TRAIN_SAMPLE_SIZE": 32,
-                     "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16}},
+        "02_pairs": {"STRATEGY": "on_policy", "TRAIN_SAMPLE_SIZE": 32,
+                     "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16, "max_length": 448}},
         "03_sft": {"OVERRIDES": {"max_steps": 24, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
                                  "learning_rate": 5e-4, "gradient_checkpointing": False, "save_steps": 8,
                                  "logging_steps": 2, "max_length": 384}},

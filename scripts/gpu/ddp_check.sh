@@ -29,7 +29,7 @@ cat > "$W/sft.json" <<EOF
 EOF
 cat > "$W/eval.json" <<EOF
 {"model": "smollm2-135m", "data_source": "$ECQA_DATA", "root": "$W/two", "precision": "$EVAL_PRECISION", "quantize": false,
- "stages": ["sft"], "modes": ["cot"], "sample_size": $EVAL_N, "max_new_tokens": $MAX_NEW, "batch_size": 64}
+ "variants": ["sft"], "modes": ["cot"], "sample_size": $EVAL_N, "max_new_tokens": $MAX_NEW, "batch_size": 64}
 EOF
 
 # step NAME COMMAND...: run it, drop progress bars from the log, record its wall time in $W/NAME.s
@@ -53,9 +53,9 @@ for n in ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes"):
 PY
 # the 1-GPU run also converts the embedded model into the cache once, before any timing of the 2-GPU run
 # one process sees one GPU: with two visible, Trainer would use nn.DataParallel, which TRL refuses
-step sft1 env CUDA_VISIBLE_DEVICES=0 "$PY" -m helpers.sft "$W/sft.json"
-step sft2 "${LAUNCH2[@]}" -m helpers.sft "$W/sft.json" --set "root=$W/two"
-step eval2 "${LAUNCH2[@]}" -m helpers.evaluate "$W/eval.json"
+step sft1 env CUDA_VISIBLE_DEVICES=0 "$PY" -m helpers sft "$W/sft.json"
+step sft2 "${LAUNCH2[@]}" -m helpers sft "$W/sft.json" --root "$W/two"
+step eval2 "${LAUNCH2[@]}" -m helpers eval "$W/eval.json"
 
 cp "$W/one/outputs/sft/metrics.json" "$OUT/one-gpu-metrics.json"
 cp "$W/two/outputs/sft/metrics.json" "$OUT/two-gpu-metrics.json"

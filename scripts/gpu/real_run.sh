@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The published GPU run (after SFT, which scripts/gpu/sft_round.sh made): pairs by both strategies,
-# DPO from each, evaluation of every stage. Every step is `python -m helpers.<stage>` on a committed
+# DPO from each, evaluation of every variant. Every step is `python -m helpers STEP` on a committed
 # settings file in assets/real-run/settings. Usage (after `. scripts/gpu/setup.sh`):
 #   bash scripts/gpu/real_run.sh pairs|dpo-offline|dpo-on-policy|eval
 set -euo pipefail
@@ -12,15 +12,15 @@ timed() { local start=$SECONDS; "$@"; echo "WALL $* : $((SECONDS - start)) s" | 
 case $phase in
   pairs)
     [ -d /tmp/art/outputs/sft ] || tar xzf /tmp/g/sft-adapter.tgz -C /tmp/art/outputs
-    timed python3 -m helpers.make_pairs $S/pairs-offline.json 2>&1 | quiet
-    timed python3 -m helpers.make_pairs $S/pairs-on-policy.json 2>&1 | quiet
+    timed python3 -m helpers pairs $S/pairs-offline.json 2>&1 | quiet
+    timed python3 -m helpers pairs $S/pairs-on-policy.json 2>&1 | quiet
     tar czf "$OUT/data.tgz" -C /tmp/art data ;;
   dpo-offline|dpo-on-policy)
-    timed python3 -m helpers.dpo $S/$phase.json 2>&1 | quiet 4
+    timed python3 -m helpers dpo $S/$phase.json 2>&1 | quiet 4
     mkdir -p "$OUT/$phase"
     cp /tmp/art/outputs/$phase/{metrics.csv,train_summary.json} "$OUT/$phase/" ;;
   eval)
-    timed python3 -m helpers.evaluate $S/eval.json 2>&1 | quiet 6
+    timed python3 -m helpers eval $S/eval.json 2>&1 | quiet 6
     tar czf "$OUT/eval.tgz" -C /tmp/art eval
     cp /tmp/art/eval/{results.csv,comparisons.csv} "$OUT/" ;;
 esac

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # One SFT candidate on the GPU with the committed settings, then CoT evaluation on the held-out
 # train slice (never validation). Usage (after `. scripts/gpu/setup.sh`):
-#   bash scripts/gpu/sft_round.sh NAME LEARNING_RATE PRECISION [EXTRA --set ARGS...]
+#   bash scripts/gpu/sft_round.sh NAME LEARNING_RATE PRECISION [EXTRA --FIELD VALUE ...]
 set -euo pipefail
 name=$1 lr=$2 precision=$3; shift 3
 S=assets/real-run/settings
 root=/tmp/art/$name
-python3 -m helpers.sft $S/sft.json --set root=$root --set learning_rate=$lr --set precision=$precision "$@" 2>&1 \
+python3 -m helpers sft $S/sft.json --root $root --learning_rate $lr --precision $precision "$@" 2>&1 \
   | grep -v "it/s\]\|examples/s\]" | tee /tmp/art-$name-sft.log | tail -4
-python3 -m helpers.evaluate $S/eval-holdout.json --set root=$root --set precision=$precision 2>&1 | grep -v "q/s\]" | tail -3
+python3 -m helpers eval $S/eval-holdout.json --root $root --precision $precision 2>&1 | grep -v "q/s\]" | tail -3
 mkdir -p "$OUT/$name"
 cp $root/outputs/sft/{metrics.csv,settings.json,train_summary.json} "$OUT/$name/"
 cp $root/eval-holdout/results.csv "$OUT/$name/holdout-results.csv"
