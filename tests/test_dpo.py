@@ -31,7 +31,7 @@ def sft_root(tmp_path_factory, ecqa_loaded, smol_tokenizer):
 def test_short_dpo_raises_reward_accuracy_and_margin(sft_root, ecqa_loaded, smol_tokenizer):
     records = ecqa_loaded[0]["train"].select(range(100, 106))
     pair_ds = Dataset.from_list(pairs.build_offline_pairs(smol_tokenizer, records, seed=0))
-    s = DPOSettings(model=SMOL, root=str(sft_root), stage="dpo-test", learning_rate=5e-4, beta=0.1,
+    s = DPOSettings(model=SMOL, root=str(sft_root), variant="dpo-test", learning_rate=5e-4, beta=0.1,
                     max_steps=12, num_train_epochs=4, per_device_train_batch_size=2, gradient_accumulation_steps=1,
                     max_length=448, **CPU)
     result = training.train_dpo(s, pair_ds, tokenizer=smol_tokenizer)

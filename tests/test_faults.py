@@ -1,9 +1,9 @@
-"""Kill -9 in the middle of every stage, then run the same command again: it finishes, and what it leaves is
+"""Kill -9 in the middle of every step, then run the same command again: it finishes, and what it leaves is
 what an uninterrupted run leaves. SFT and DPO log every step from 1 to max_steps exactly once and save the
 adapter and metrics; on-policy sampling and evaluation hold exactly one record per question, with the records
 written before the kill kept, not redone. A checkpoint cut off on disk is skipped with a message, not a crash.
 
-Each stage runs as its real command line (`python -m helpers.<stage> SETTINGS.json`) in a subprocess, on
+Each step runs as its real command line (`python -m helpers STEP SETTINGS.json`) in a subprocess, on
 SmolLM2-135M and the local data, sized to a few steps, questions and tokens. The subprocesses get torch
 threads from ``MCQ_TEST_THREADS`` (default 1, as the in-process tests), no wandb and no Hub access.
 Checks of `last_valid_checkpoint` on fake checkpoints are in test_training.py.
@@ -27,11 +27,11 @@ import pytest
 from safetensors import safe_open
 
 from helpers import pairs as P
+from helpers import provenance
 from helpers.evaluation import RECORD_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 SMOL = "smollm2-135m"
-MODULES = {"sft": "helpers.sft", "pairs": "helpers.make_pairs", "dpo": "helpers.dpo", "evaluate": "helpers.evaluate"}
 TRAIN = dict(max_steps=6, save_steps=2, per_device_train_batch_size=1, gradient_accumulation_steps=1,
              gradient_checkpointing=False, logging_steps=1, warmup_ratio=0.0, report_to="none")
 SEED = 42  # the settings' default: which questions train_sample_size and sample_size pick
@@ -54,37 +54,37 @@ def write_settings(folder: Path, name: str, **fields) -> Path:
     return path
 
 
-def command(stage: str, settings: Path, sets: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", MODULES[stage], str(settings)] + [a for s in sets for a in ("--set", s)]
+def command(step: str, settings: Path, options: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-m", "helpers", step, str(settings), *options]
 
 
-def kill_when(stage: str, settings: Path, ready: Callable[[], bool], *sets: str, timeout: float = 300) -> str:
-    """Start the stage, SIGKILL it as soon as ``ready()`` holds; its output up to then."""
+def kill_when(step: str, settings: Path, ready: Callable[[], bool], *options: str, timeout: float = 300) -> str:
+    """Start the step, SIGKILL it as soon as ``ready()`` holds; its output up to then."""
     log = settings.with_suffix(".killed.log")
     with log.open("w") as out:
-        proc = subprocess.Popen(command(stage, settings, sets), cwd=REPO, env=child_env(), stdout=out,
+        proc = subprocess.Popen(command(step, settings, options), cwd=REPO, env=child_env(), stdout=out,
                                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         try:
             while not ready():
-                assert proc.poll() is None, f"{stage} ended (status {proc.returncode}) before the kill:\n{log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, f"{stage} not ready to kill after {timeout} s"
+                assert proc.poll() is None, f"{step} ended (status {proc.returncode}) before the kill:\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"{step} not ready to kill after {timeout} s"
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"{stage} was not killed mid-run (status {proc.returncode})"
+    assert proc.returncode == -signal.SIGKILL, f"{step} was not killed mid-run (status {proc.returncode})"
     return log.read_text()
 
 
-def rerun(stage: str, settings: Path, *sets: str) -> str:
-    """Run the stage to the end; its output."""
-    done = subprocess.run(command(stage, settings, sets), cwd=REPO, env=child_env(), capture_output=True, text=True,
+def rerun(step: str, settings: Path, *options: str) -> str:
+    """Run the step to the end; its output."""
+    done = subprocess.run(command(step, settings, options), cwd=REPO, env=child_env(), capture_output=True, text=True,
                           timeout=600)
     output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{stage} rerun failed:\n{output[-4000:]}"
+    assert done.returncode == 0, f"{step} rerun failed:\n{output[-4000:]}"
     return output
 
 
@@ -132,7 +132,7 @@ def assert_training_finished(out_dir: Path, max_steps: int, output: str, *log_ke
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory, ecqa_dir):
     """SFT killed after step 3 was logged (checkpoint-2 is on disk by then), then rerun: the root every later
-    stage here starts from, and what each run printed."""
+    step here starts from, and what each run printed."""
     root = tmp_path_factory.mktemp("faults")
     settings = write_settings(root, "sft", model=SMOL, data_source=str(ecqa_dir), root=str(root / "artifacts"),
                               train_sample_size=12, max_length=256, lora_r=4, lora_alpha=8, **TRAIN)
@@ -155,7 +155,7 @@ def test_cut_off_checkpoint_is_skipped_and_training_resumes_before_it(sft_run, t
     shutil.copytree(sft_run.out_dir, out_dir)
     weights = out_dir / "checkpoint-6" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    output = rerun("sft", sft_run.settings, f"root={json.dumps(str(tmp_path / 'artifacts'))}", "max_steps=8")
+    output = rerun("sft", sft_run.settings, "--root", str(tmp_path / "artifacts"), "--max_steps", "8")
     assert f"skipping incomplete checkpoint {out_dir / 'checkpoint-6'} (adapter_model.safetensors is cut off)" in output
     assert assert_training_finished(out_dir, 8, output) == 4
 
@@ -195,6 +195,7 @@ def test_on_policy_sampling_killed_midway_keeps_its_samples_and_finishes(sft_run
 def test_dpo_killed_midway_resumes_and_finishes(sft_run, ecqa_loaded, smol_tokenizer, ecqa_dir):
     pairs_path = sft_run.artifacts / "data" / "offline_pairs.jsonl"
     P.write_pairs(P.build_offline_pairs(smol_tokenizer, ecqa_loaded[0]["train"].select(range(6)), seed=0), pairs_path)
+    provenance.write(pairs_path, {"strategy": "offline", "model": SMOL})  # what DPO checks before it trains
     settings = write_settings(sft_run.root, "dpo", model=SMOL, data_source=str(ecqa_dir), root=str(sft_run.artifacts),
                               pairs_file=str(pairs_path), max_length=384, **TRAIN)
     out_dir = sft_run.artifacts / "outputs" / "dpo"
@@ -210,21 +211,21 @@ def test_dpo_killed_midway_resumes_and_finishes(sft_run, ecqa_loaded, smol_token
 def test_evaluation_killed_midway_holds_one_record_per_question(sft_run, ecqa_loaded, ecqa_dir):
     """Base and SFT, CoT and letter, six questions in batches of two; killed after the first batch was saved."""
     settings = write_settings(sft_run.root, "eval", model=SMOL, data_source=str(ecqa_dir), root=str(sft_run.artifacts),
-                              stages=["base", "sft"], sample_size=6, batch_size=2, max_new_tokens=16)
+                              variants=["base", "sft"], sample_size=6, batch_size=2, max_new_tokens=16)
     eval_dir = sft_run.artifacts / "eval"
-    kill_when("evaluate", settings, lambda: len(lines(eval_dir / "base-cot.jsonl")) >= 2)
+    kill_when("eval", settings, lambda: len(lines(eval_dir / "base-cot.jsonl")) >= 2)
     before = lines(eval_dir / "base-cot.jsonl")
     assert not (eval_dir / "results.csv").exists()
-    output = rerun("evaluate", settings)
+    output = rerun("eval", settings)
     assert f"base/cot: {len(before)} of 6 questions already in" in output, output[-3000:]
 
     questions = set(ecqa_loaded[0]["validation"].shuffle(seed=SEED).select(range(6))["id"])
-    for stage in ("base", "sft"):
+    for variant in ("base", "sft"):
         for mode in ("cot", "letter"):
-            rows = [json.loads(line) for line in lines(eval_dir / f"{stage}-{mode}.jsonl")]
+            rows = [json.loads(line) for line in lines(eval_dir / f"{variant}-{mode}.jsonl")]
             ids = [r["id"] for r in rows]
-            assert len(ids) == 6 and set(ids) == questions, f"{stage}/{mode}: {len(ids)} records, {len(set(ids))} ids"
-            assert all(tuple(r) == RECORD_FIELDS and r["model"] == stage and r["mode"] == mode for r in rows)
+            assert len(ids) == 6 and set(ids) == questions, f"{variant}/{mode}: {len(ids)} records, {len(set(ids))} ids"
+            assert all(tuple(r) == RECORD_FIELDS and r["variant"] == variant and r["mode"] == mode for r in rows)
     assert set(before) <= set(lines(eval_dir / "base-cot.jsonl")), "records saved before the kill were redone"
     results = pd.read_csv(eval_dir / "results.csv")
     assert len(results) == 4 and (results["n"] == 6).all(), results

@@ -91,8 +91,8 @@ def test_smoke_pipeline_runs_all_notebooks(ecqa_dir: Path, tmp_path: Path) -> No
     executed = sorted(p.stem for p in (tmp_path / "notebooks").glob("*.ipynb"))
     assert executed == EXPECTED
     assert (root / "data" / "dpo_pairs.jsonl").is_file()
-    for stage in ("sft", "dpo"):
-        assert (root / "outputs" / stage / "adapter_model.safetensors").is_file(), f"no {stage} adapter"
+    for variant in ("sft", "dpo"):
+        assert (root / "outputs" / variant / "adapter_model.safetensors").is_file(), f"no {variant} adapter"
     results = pd.read_csv(root / "eval" / "results.csv")
-    assert {"base", "sft", "dpo"} <= set(results["model"]), results
+    assert {"base", "sft", "dpo"} <= set(results["variant"]), results
     assert (root / "eval" / "accuracy.png").is_file()
