@@ -57,3 +57,32 @@ def torch_threads():
     torch.set_num_threads(int(os.environ.get("MCQ_TEST_THREADS", "1")))
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def no_model_in_quick_tests(request, monkeypatch):
+    """`make test-quick` (``-m "not slow and not notebook"``) loads no model: a test not marked slow fails if it
+    calls `helpers.models.load_model` or `AutoModelForCausalLM.from_pretrained`.
+
+    One exception: the one-time conversion of the embedded SmolLM2 GGUF into the cache
+    (`helpers.models._convert_embedded`), which the tokenizer of a fresh machine needs; it is recognised by its
+    ``gguf_file`` argument and happens at most once per machine.
+    """
+    if request.node.get_closest_marker("slow") or request.node.get_closest_marker("notebook"):
+        return
+    import transformers
+
+    from helpers import models
+
+    original = transformers.AutoModelForCausalLM.from_pretrained.__func__
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{request.node.nodeid} loads a model but is not marked @pytest.mark.slow")
+
+    def guarded(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("gguf_file"):  # the cache conversion of the embedded GGUF (see the docstring)
+            return original(cls, *args, **kwargs)
+        return refuse()
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", classmethod(guarded))
+    monkeypatch.setattr(models, "load_model", refuse)
