@@ -33,20 +33,42 @@ from helpers import data, models, pairs, training
 from helpers.settings import DPOSettings, SFTSettings
 
 LLAMA_32_1B = dict(
-    vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-    num_attention_heads=32, num_key_value_heads=8, head_dim=64, max_position_embeddings=131072,
-    rms_norm_eps=1e-5, tie_word_embeddings=True, hidden_act="silu",
-    rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
-                     "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+    vocab_size=128256,
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_hidden_layers=16,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=64,
+    max_position_embeddings=131072,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+    hidden_act="silu",
+    rope_parameters={
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
 )
 # Configurations per stage: settings fields on top of the stage's defaults, one lever changed at a time
 # (benchmarks/NOTES.md has each lever's prediction and result). "seed" is the original design's;
 # "default" is whatever SFTSettings / DPOSettings default to now. Every configuration keeps the
 # stage's effective batch (SFT 16, DPO 8), so the optimisation itself is unchanged.
-SEED_SFT = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 16, "gradient_checkpointing": True,
-            "group_by_length": False}
-SEED_DPO = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 8, "gradient_checkpointing": True,
-            "precompute_ref_log_probs": False}
+SEED_SFT = {
+    "per_device_train_batch_size": 1,
+    "gradient_accumulation_steps": 16,
+    "gradient_checkpointing": True,
+    "group_by_length": False,
+}
+SEED_DPO = {
+    "per_device_train_batch_size": 1,
+    "gradient_accumulation_steps": 8,
+    "gradient_checkpointing": True,
+    "precompute_ref_log_probs": False,
+}
 
 
 def _cfg(base: dict, micro: int, accum: int, **levers) -> dict:
@@ -73,8 +95,16 @@ CONFIGS: dict[str, dict[str, dict]] = {
     },
 }
 # --tiny: the same code path on a toy model, on CPU too (the benchmark's own smoke test)
-TINY = dict(LLAMA_32_1B, vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+TINY = dict(
+    LLAMA_32_1B,
+    vocab_size=49152,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+)
 WARMUP_STEPS = 3  # optimizer steps left out of the steady-state rate
 
 
@@ -110,8 +140,12 @@ def random_llama(folder: Path, tokenizer, shape: dict = LLAMA_32_1B) -> Path:
         return folder
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        **shape,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # initialising 1.2B weights on a CPU is slow
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -122,11 +156,20 @@ def random_llama(folder: Path, tokenizer, shape: dict = LLAMA_32_1B) -> Path:
     return folder
 
 
-def run_one(stage: str, name: str, precision: str, base: Path, root: Path, records, pair_ds, steps: int,
-            tokenizer) -> dict:
+def run_one(
+    stage: str, name: str, precision: str, base: Path, root: Path, records, pair_ds, steps: int, tokenizer
+) -> dict:
     """Train one configuration for ``steps`` optimizer steps on a fresh model; its row of results."""
-    common = dict(model=str(base), root=str(root), precision=precision, report_to="none", logging_steps=5,
-                  save_steps=10**6, warmup_ratio=0.0, max_steps=steps)
+    common = dict(
+        model=str(base),
+        root=str(root),
+        precision=precision,
+        report_to="none",
+        logging_steps=5,
+        save_steps=10**6,
+        warmup_ratio=0.0,
+        max_steps=steps,
+    )
     clock = StepClock()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -135,29 +178,54 @@ def run_one(stage: str, name: str, precision: str, base: Path, root: Path, recor
         shutil.rmtree(s.output_dir, ignore_errors=True)
         model = models.load_model(s.model, precision=precision)
         start = time.perf_counter()
-        result = training.train_sft(s, records.select(range(steps * s.effective_batch_size)), model=model,
-                                    tokenizer=tokenizer, callbacks=[clock])
+        result = training.train_sft(
+            s,
+            records.select(range(steps * s.effective_batch_size)),
+            model=model,
+            tokenizer=tokenizer,
+            callbacks=[clock],
+        )
     else:
-        s = DPOSettings(**common, **CONFIGS["dpo"][name], variant=f"dpo-{name}-{precision}",
-                        sft_adapter=str(root / "outputs" / "sft-adapter"))
+        s = DPOSettings(
+            **common,
+            **CONFIGS["dpo"][name],
+            variant=f"dpo-{name}-{precision}",
+            sft_adapter=str(root / "outputs" / "sft-adapter"),
+        )
         shutil.rmtree(s.output_dir, ignore_errors=True)
         model = models.load_adapter_model(s.sft_dir, precision=precision, trainable=True)
         start = time.perf_counter()  # includes the reference log-prob pass when it is precomputed
-        result = training.train_dpo(s, pair_ds.select(range(steps * s.effective_batch_size)), model=model,
-                                    tokenizer=tokenizer, callbacks=[clock])
+        result = training.train_dpo(
+            s,
+            pair_ds.select(range(steps * s.effective_batch_size)),
+            model=model,
+            tokenizer=tokenizer,
+            callbacks=[clock],
+        )
     wall = time.perf_counter() - start
     tokens = clock.marks[-1][1] if clock.marks else 0
     losses = [h["loss"] for h in result.log_history if "loss" in h]
     embed = model.get_input_embeddings().weight
-    row = dict(stage=stage, config=name, dtype=precision,
-               tokens_per_s=round(tokens / wall, 1), steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1),
-               peak_gib=round(_peak_gib(), 2), seconds=round(wall, 1),
-               tokens=tokens, steps=s.max_steps, micro_batch=s.per_device_train_batch_size,
-               grad_accum=s.gradient_accumulation_steps, gradient_checkpointing=s.gradient_checkpointing,
-               group_by_length=s.group_by_length, precompute_ref_log_probs=getattr(s, "precompute_ref_log_probs", None),
-               embedding_dtype=str(embed.dtype).replace("torch.", ""),
-               first_loss=round(losses[0], 3) if losses else None, final_loss=round(losses[-1], 3) if losses else None,
-               host_max_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
+    row = dict(
+        stage=stage,
+        config=name,
+        dtype=precision,
+        tokens_per_s=round(tokens / wall, 1),
+        steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1),
+        peak_gib=round(_peak_gib(), 2),
+        seconds=round(wall, 1),
+        tokens=tokens,
+        steps=s.max_steps,
+        micro_batch=s.per_device_train_batch_size,
+        grad_accum=s.gradient_accumulation_steps,
+        gradient_checkpointing=s.gradient_checkpointing,
+        group_by_length=s.group_by_length,
+        precompute_ref_log_probs=getattr(s, "precompute_ref_log_probs", None),
+        embedding_dtype=str(embed.dtype).replace("torch.", ""),
+        first_loss=round(losses[0], 3) if losses else None,
+        final_loss=round(losses[-1], 3) if losses else None,
+        host_max_rss_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    )
     del model, result, embed
     gc.collect()
     if torch.cuda.is_available():
@@ -172,8 +240,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench"))
     parser.add_argument("--stages", nargs="+", default=["sft", "dpo"], choices=["sft", "dpo"])
     parser.add_argument("--precision", nargs="+", default=["bf16", "fp16"], choices=["bf16", "fp16"])
-    parser.add_argument("--configs", nargs="+", default=["seed", "default"],
-                        help=f"names from CONFIGS: sft {sorted(CONFIGS['sft'])}, dpo {sorted(CONFIGS['dpo'])}")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["seed", "default"],
+        help=f"names from CONFIGS: sft {sorted(CONFIGS['sft'])}, dpo {sorted(CONFIGS['dpo'])}",
+    )
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps per configuration")
     parser.add_argument("--seed-steps", type=int, default=12, help="optimizer steps for the (slow) seed configuration")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -181,19 +253,31 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a toy model instead of Llama-3.2-1B's shape; runs on CPU")
     args = parser.parse_args()
     if not torch.cuda.is_available() and not args.tiny:
-        raise SystemExit("this benchmark needs a CUDA GPU (4-bit NF4 through bitsandbytes); --tiny runs a toy model anywhere")
+        raise SystemExit(
+            "this benchmark needs a CUDA GPU (4-bit NF4 through bitsandbytes); --tiny runs a toy model anywhere"
+        )
     card = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
     tok = models.load_tokenizer(args.tokenizer)
-    base = random_llama(args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"), tok,
-                        TINY if args.tiny else LLAMA_32_1B)
+    base = random_llama(
+        args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"),
+        tok,
+        TINY if args.tiny else LLAMA_32_1B,
+    )
     most = max(args.steps, args.seed_steps)
     records = data.load_ecqa(args.data, train_sample_size=most * 16, seed=0)["train"]
     pair_ds = None
     if "dpo" in args.stages:
         adapter = args.work / "outputs" / "sft-adapter"
         if not (adapter / "adapter_config.json").is_file():  # a short SFT gives the adapter DPO starts from
-            s = SFTSettings(model=str(base), root=str(args.work / "prep"), max_steps=2, per_device_train_batch_size=4,
-                            gradient_accumulation_steps=1, report_to="none", save_steps=10**6)
+            s = SFTSettings(
+                model=str(base),
+                root=str(args.work / "prep"),
+                max_steps=2,
+                per_device_train_batch_size=4,
+                gradient_accumulation_steps=1,
+                report_to="none",
+                save_steps=10**6,
+            )
             shutil.rmtree(s.output_dir, ignore_errors=True)
             training.train_sft(s, records.select(range(8)), tokenizer=tok)
             shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
@@ -210,18 +294,26 @@ def main() -> None:
                     continue
                 steps = args.seed_steps if name == "seed" else args.steps
                 row = run_one(stage, name, precision, base, args.work, records, pair_ds, steps, tok)
-                seed_row = next((r for r in rows if (r["stage"], r["dtype"], r["config"]) == (stage, precision, "seed")), None)
+                seed_row = next(
+                    (r for r in rows if (r["stage"], r["dtype"], r["config"]) == (stage, precision, "seed")), None
+                )
                 if seed_row:
                     row["ratio_to_seed"] = round(row["tokens_per_s"] / seed_row["tokens_per_s"], 2)
-                    row["steady_ratio_to_seed"] = round(row["steady_tokens_per_s"] / max(seed_row["steady_tokens_per_s"], 1e-9), 2)
+                    row["steady_ratio_to_seed"] = round(
+                        row["steady_tokens_per_s"] / max(seed_row["steady_tokens_per_s"], 1e-9), 2
+                    )
                 row["card"] = card
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 path.write_text(json.dumps(rows, indent=1) + "\n")  # after every row: a cut-off run keeps its rows
-    print(f"\n{'stage':5} {'dtype':5} {'config':22} {'tok/s':>8} {'x seed':>7} {'steady':>8} {'x seed':>7} {'peak GiB':>8}")
+    print(
+        f"\n{'stage':5} {'dtype':5} {'config':22} {'tok/s':>8} {'x seed':>7} {'steady':>8} {'x seed':>7} {'peak GiB':>8}"  # noqa: E501
+    )
     for r in rows:
-        print(f"{r['stage']:5} {r['dtype']:5} {r['config']:22} {r['tokens_per_s']:8.0f} {r.get('ratio_to_seed', 1):7.2f} "
-              f"{r['steady_tokens_per_s']:8.0f} {r.get('steady_ratio_to_seed', 1):7.2f} {r['peak_gib']:8.2f}")
+        print(
+            f"{r['stage']:5} {r['dtype']:5} {r['config']:22} {r['tokens_per_s']:8.0f} {r.get('ratio_to_seed', 1):7.2f} "  # noqa: E501
+            f"{r['steady_tokens_per_s']:8.0f} {r.get('steady_ratio_to_seed', 1):7.2f} {r['peak_gib']:8.2f}"
+        )
     print(f"rows written to {path}")
 
 

@@ -24,27 +24,68 @@ COMMON = {"MODEL": "smollm2-135m", "TRAIN_SAMPLE_SIZE": 64}
 PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
         "*": {**COMMON, "TRAIN_SAMPLE_SIZE": 12},
-        "02_pairs": {"STRATEGY": "on_policy",
-                     "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6, "max_length": 384}},
+        "02_pairs": {
+            "STRATEGY": "on_policy",
+            "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6, "max_length": 384},
+        },
         # 3 steps: random batches, so 03's loss check compares like with like (grouping by length,
         # the default, puts the longest batch first)
-        "03_sft": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
-                                 "gradient_checkpointing": False, "group_by_length": False, "save_steps": 2,
-                                 "logging_steps": 1, "max_length": 320}},
-        "04_dpo": {"OVERRIDES": {"max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
-                                 "gradient_checkpointing": False, "save_steps": 2, "logging_steps": 1, "max_length": 384}},
+        "03_sft": {
+            "OVERRIDES": {
+                "max_steps": 3,
+                "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 1,
+                "gradient_checkpointing": False,
+                "group_by_length": False,
+                "save_steps": 2,
+                "logging_steps": 1,
+                "max_length": 320,
+            }
+        },
+        "04_dpo": {
+            "OVERRIDES": {
+                "max_steps": 3,
+                "per_device_train_batch_size": 2,
+                "gradient_accumulation_steps": 1,
+                "gradient_checkpointing": False,
+                "save_steps": 2,
+                "logging_steps": 1,
+                "max_length": 384,
+            }
+        },
         "05_eval": {"EVAL_SAMPLE_SIZE": 6, "OVERRIDES": {"max_new_tokens": 24, "batch_size": 6}},
     },
     "demo": {  # sized for <= 15 minutes on 2 CPU cores (make demo)
         "*": COMMON,
-        "02_pairs": {"STRATEGY": "on_policy", "TRAIN_SAMPLE_SIZE": 32,
-                     "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16, "max_length": 448}},
-        "03_sft": {"OVERRIDES": {"max_steps": 24, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-                                 "learning_rate": 5e-4, "gradient_checkpointing": False, "save_steps": 8,
-                                 "logging_steps": 2, "max_length": 384}},
-        "04_dpo": {"OVERRIDES": {"max_steps": 10, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
-                                 "learning_rate": 5e-5, "gradient_checkpointing": False, "save_steps": 5,
-                                 "logging_steps": 1, "max_length": 448}},
+        "02_pairs": {
+            "STRATEGY": "on_policy",
+            "TRAIN_SAMPLE_SIZE": 32,
+            "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16, "max_length": 448},
+        },
+        "03_sft": {
+            "OVERRIDES": {
+                "max_steps": 24,
+                "per_device_train_batch_size": 8,
+                "gradient_accumulation_steps": 1,
+                "learning_rate": 5e-4,
+                "gradient_checkpointing": False,
+                "save_steps": 8,
+                "logging_steps": 2,
+                "max_length": 384,
+            }
+        },
+        "04_dpo": {
+            "OVERRIDES": {
+                "max_steps": 10,
+                "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 1,
+                "learning_rate": 5e-5,
+                "gradient_checkpointing": False,
+                "save_steps": 5,
+                "logging_steps": 1,
+                "max_length": 448,
+            }
+        },
         "05_eval": {"EVAL_SAMPLE_SIZE": 40, "OVERRIDES": {"max_new_tokens": 96, "batch_size": 20}},
     },
 }
@@ -91,7 +132,9 @@ def run(preset: str, data: str, out: Path, only: list[str] | None = None) -> Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    parser.add_argument("--data", default="../shared/data/ecqa", help="ECQA folder (layout of shared/data/ecqa) or 'hub'")
+    parser.add_argument(
+        "--data", default="../shared/data/ecqa", help="ECQA folder (layout of shared/data/ecqa) or 'hub'"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--only", nargs="*", help="run only these notebooks (names like 03_sft)")
     args = parser.parse_args()
@@ -108,7 +151,9 @@ def main() -> None:
         comparisons = root / "eval" / "comparisons.csv"
         if comparisons.is_file():
             print(pd.read_csv(comparisons).to_string(index=False))
-    print(f"\npipeline finished in {time.perf_counter() - start:.0f} s; executed notebooks in {args.out / 'notebooks'}")
+    print(
+        f"\npipeline finished in {time.perf_counter() - start:.0f} s; executed notebooks in {args.out / 'notebooks'}"
+    )
 
 
 if __name__ == "__main__":

@@ -89,11 +89,18 @@ def test_secret_reaches_the_hub_call_and_no_message(colab_secret, monkeypatch, c
 def test_a_failing_command_never_prints_the_token(tmp_path, ecqa_dir):
     """A real command line that fails to fetch a gated model (offline here) prints its error, not the token."""
     settings = tmp_path / "pairs.json"
-    settings.write_text(f'{{"model": "llama-3.2-1b", "data_source": "{ecqa_dir}", "root": "{tmp_path}", '
-                        '"train_sample_size": 4}')
+    settings.write_text(
+        f'{{"model": "llama-3.2-1b", "data_source": "{ecqa_dir}", "root": "{tmp_path}", "train_sample_size": 4}}'
+    )
     env = {**os.environ, "HF_TOKEN": SENTINEL, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "helpers", "pairs", str(settings)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers", "pairs", str(settings)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "meta-llama/Llama-3.2-1B-Instruct" in output, output[-2000:]
     assert SENTINEL not in output
@@ -103,14 +110,20 @@ def test_a_failing_command_never_prints_the_token(tmp_path, ecqa_dir):
 def test_notebooks_never_touch_the_token(path):
     """Only `helpers.models.hf_token` reads the token, and only to pass it on: no notebook cell reads, logs in
     with or echoes it (a printed token lands in the saved outputs)."""
-    risky = re.compile(r"HF_TOKEN|hf_token|userdata|notebook_login|huggingface-cli|hf auth|os\.environ|getenv|%env|!env")
+    risky = re.compile(
+        r"HF_TOKEN|hf_token|userdata|notebook_login|huggingface-cli|hf auth|os\.environ|getenv|%env|!env"
+    )
     for source in code_cells(path):
         assert not risky.search(source), f"{path.name}: a code cell handles the token or the environment:\n{source}"
 
 
 def test_helpers_only_pass_the_token_on():
-    uses = [(p.name, line.strip()) for p in (REPO / "helpers").glob("*.py")
-            for line in p.read_text().splitlines() if "hf_token()" in line and "def hf_token" not in line]
+    uses = [
+        (p.name, line.strip())
+        for p in (REPO / "helpers").glob("*.py")
+        for line in p.read_text().splitlines()
+        if "hf_token()" in line and "def hf_token" not in line
+    ]
     assert uses and all(re.search(r"\btoken\"?\s*[=:]\s*hf_token\(\)", line) for _, line in uses), uses
 
 
@@ -127,16 +140,27 @@ def cell(path: Path, marker: str) -> str:
 def run_cell(source: str, **namespace) -> dict:
     from helpers import evaluation, metrics, pairs, steps
 
-    ns = dict(models=models, pairs=pairs, steps=steps, evaluation=evaluation, metrics=metrics, Path=Path,
-              Counter=__import__("collections").Counter, **namespace)
+    ns = dict(
+        models=models,
+        pairs=pairs,
+        steps=steps,
+        evaluation=evaluation,
+        metrics=metrics,
+        Path=Path,
+        Counter=__import__("collections").Counter,
+        **namespace,
+    )
     exec(compile(source, "<cell>", "exec"), ns)  # noqa: S102 - our own notebook's cell
     return ns
 
 
 def test_02_on_policy_without_the_sft_adapter_names_03_sft(tmp_path):
     s = PairSettings(model="smollm2-135m", root=str(tmp_path), strategy="on_policy")
-    with pytest.raises(FileNotFoundError, match=r"no adapter in \S+: run notebooks/03_sft \(python -m helpers sft\) "
-                                                r"with the same root first, or set sft_adapter"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no adapter in \S+: run notebooks/03_sft \(python -m helpers sft\) "
+        r"with the same root first, or set sft_adapter",
+    ):
         run_cell(cell(REPO / "notebooks" / "02_pairs.ipynb", "check_sft_adapter"), form=SimpleNamespace(settings=s))
 
 
@@ -159,6 +183,8 @@ def test_05_with_no_variant_to_evaluate_names_the_notebooks_and_keeps_old_result
     old.parent.mkdir()
     old.write_text("variant,mode,n\nsft,cot,1221\n")
     s = EvalSettings(model="smollm2-135m", root=str(tmp_path), variants=("sft", "dpo"))
-    with pytest.raises(FileNotFoundError, match=r"none of the variants \['sft', 'dpo'\] .*03_sft.*04_dpo.*or add 'base'"):
+    with pytest.raises(
+        FileNotFoundError, match=r"none of the variants \['sft', 'dpo'\] .*03_sft.*04_dpo.*or add 'base'"
+    ):
         run_cell(cell(REPO / "notebooks" / "05_eval.ipynb", "steps.run_eval"), s=s, data=None, RESULTS_FROM=None)
     assert old.read_text() == "variant,mode,n\nsft,cot,1221\n"

@@ -37,13 +37,37 @@ def launch(step: str, settings: Path, *options: str) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     threads = os.environ.get("MCQ_TEST_THREADS", "1")
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     for key in ("WANDB_API_KEY", "WANDB_MODE", "HF_TOKEN", "ACCELERATE_USE_CPU", "WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-           "-m", "helpers", step, str(settings), *options]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "helpers",
+        step,
+        str(settings),
+        *options,
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"{step} failed:\n{output[-4000:]}"
@@ -60,16 +84,43 @@ def run(tmp_path_factory, ecqa_dir, ecqa_loaded):
     root = tmp_path_factory.mktemp("ddp")
     common = dict(model=SMOL, data_source=str(ecqa_dir), root=str(root / "artifacts"))
     sft = root / "sft.json"
-    sft.write_text(json.dumps(dict(common, train_sample_size=N_TRAIN, max_steps=STEPS, per_device_train_batch_size=PER_DEVICE,
-                                   gradient_accumulation_steps=1, max_length=128, lora_r=4, lora_alpha=8, logging_steps=1,
-                                   save_steps=STEPS, warmup_ratio=0.0, report_to="none")))
+    sft.write_text(
+        json.dumps(
+            dict(
+                common,
+                train_sample_size=N_TRAIN,
+                max_steps=STEPS,
+                per_device_train_batch_size=PER_DEVICE,
+                gradient_accumulation_steps=1,
+                max_length=128,
+                lora_r=4,
+                lora_alpha=8,
+                logging_steps=1,
+                save_steps=STEPS,
+                warmup_ratio=0.0,
+                report_to="none",
+            )
+        )
+    )
     evaluation = root / "eval.json"
-    evaluation.write_text(json.dumps(dict(common, variants=["sft"], modes=["cot", "letter"], sample_size=N_EVAL,
-                                          batch_size=2, max_new_tokens=12)))
+    evaluation.write_text(
+        json.dumps(
+            dict(
+                common, variants=["sft"], modes=["cot", "letter"], sample_size=N_EVAL, batch_size=2, max_new_tokens=12
+            )
+        )
+    )
     questions = list(ecqa_loaded[0]["validation"].shuffle(seed=SEED).select(range(N_EVAL))["id"])
-    return SimpleNamespace(root=root, artifacts=root / "artifacts", out_dir=root / "artifacts" / "outputs" / "sft",
-                           eval_dir=root / "artifacts" / "eval", eval_settings=evaluation, questions=questions,
-                           sft_output=launch("sft", sft), eval_output=launch("eval", evaluation))
+    return SimpleNamespace(
+        root=root,
+        artifacts=root / "artifacts",
+        out_dir=root / "artifacts" / "outputs" / "sft",
+        eval_dir=root / "artifacts" / "eval",
+        eval_settings=evaluation,
+        questions=questions,
+        sft_output=launch("sft", sft),
+        eval_output=launch("eval", evaluation),
+    )
 
 
 @pytest.mark.slow
@@ -123,8 +174,19 @@ def test_evaluation_resumes_from_merged_records_and_a_rank_file(run):
 
 # ---------------------------------------------------------------- the merge, in-process
 def record(i: int, prompt: str = "p") -> dict:
-    values = {"id": f"q{i}", "variant": "sft", "mode": "cot", "prompt": f"{prompt}{i}", "output": "Answer: A",
-              "parsed": "A", "gold": "A", "correct": True, "new_tokens": 3, "failure": None, "detail": None}
+    values = {
+        "id": f"q{i}",
+        "variant": "sft",
+        "mode": "cot",
+        "prompt": f"{prompt}{i}",
+        "output": "Answer: A",
+        "parsed": "A",
+        "gold": "A",
+        "correct": True,
+        "new_tokens": 3,
+        "failure": None,
+        "detail": None,
+    }
     return {k: values[k] for k in RECORD_FIELDS}
 
 

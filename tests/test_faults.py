@@ -18,9 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import pandas as pd
 import pytest
@@ -32,8 +32,16 @@ from helpers.evaluation import RECORD_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 SMOL = "smollm2-135m"
-TRAIN = dict(max_steps=6, save_steps=2, per_device_train_batch_size=1, gradient_accumulation_steps=1,
-             gradient_checkpointing=False, logging_steps=1, warmup_ratio=0.0, report_to="none")
+TRAIN = dict(
+    max_steps=6,
+    save_steps=2,
+    per_device_train_batch_size=1,
+    gradient_accumulation_steps=1,
+    gradient_checkpointing=False,
+    logging_steps=1,
+    warmup_ratio=0.0,
+    report_to="none",
+)
 SEED = 42  # the settings' default: which questions train_sample_size and sample_size pick
 
 pytestmark = pytest.mark.slow
@@ -41,8 +49,14 @@ pytestmark = pytest.mark.slow
 
 def child_env() -> dict[str, str]:
     threads = os.environ.get("MCQ_TEST_THREADS", "1")
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     for key in ("WANDB_API_KEY", "WANDB_MODE", "HF_TOKEN"):
         env.pop(key, None)
     return env
@@ -62,12 +76,15 @@ def kill_when(step: str, settings: Path, ready: Callable[[], bool], *options: st
     """Start the step, SIGKILL it as soon as ``ready()`` holds; its output up to then."""
     log = settings.with_suffix(".killed.log")
     with log.open("w") as out:
-        proc = subprocess.Popen(command(step, settings, options), cwd=REPO, env=child_env(), stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command(step, settings, options), cwd=REPO, env=child_env(), stdout=out, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         try:
             while not ready():
-                assert proc.poll() is None, f"{step} ended (status {proc.returncode}) before the kill:\n{log.read_text()[-3000:]}"
+                assert proc.poll() is None, (
+                    f"{step} ended (status {proc.returncode}) before the kill:\n{log.read_text()[-3000:]}"
+                )
                 assert time.monotonic() < deadline, f"{step} not ready to kill after {timeout} s"
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
@@ -81,8 +98,9 @@ def kill_when(step: str, settings: Path, ready: Callable[[], bool], *options: st
 
 def rerun(step: str, settings: Path, *options: str) -> str:
     """Run the step to the end; its output."""
-    done = subprocess.run(command(step, settings, options), cwd=REPO, env=child_env(), capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        command(step, settings, options), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=600
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"{step} rerun failed:\n{output[-4000:]}"
     return output
@@ -134,13 +152,30 @@ def sft_run(tmp_path_factory, ecqa_dir):
     """SFT killed after step 3 was logged (checkpoint-2 is on disk by then), then rerun: the root every later
     step here starts from, and what each run printed."""
     root = tmp_path_factory.mktemp("faults")
-    settings = write_settings(root, "sft", model=SMOL, data_source=str(ecqa_dir), root=str(root / "artifacts"),
-                              train_sample_size=12, max_length=256, lora_r=4, lora_alpha=8, **TRAIN)
+    settings = write_settings(
+        root,
+        "sft",
+        model=SMOL,
+        data_source=str(ecqa_dir),
+        root=str(root / "artifacts"),
+        train_sample_size=12,
+        max_length=256,
+        lora_r=4,
+        lora_alpha=8,
+        **TRAIN,
+    )
     out_dir = root / "artifacts" / "outputs" / "sft"
     killed = kill_when("sft", settings, lambda: max(logged_steps(out_dir), default=0) >= 3)
     steps_before = logged_steps(out_dir)
-    return SimpleNamespace(root=root, artifacts=root / "artifacts", settings=settings, out_dir=out_dir, killed=killed,
-                           steps_before=steps_before, output=rerun("sft", settings))
+    return SimpleNamespace(
+        root=root,
+        artifacts=root / "artifacts",
+        settings=settings,
+        out_dir=out_dir,
+        killed=killed,
+        steps_before=steps_before,
+        output=rerun("sft", settings),
+    )
 
 
 def test_sft_killed_midway_resumes_and_finishes(sft_run):
@@ -156,7 +191,9 @@ def test_cut_off_checkpoint_is_skipped_and_training_resumes_before_it(sft_run, t
     weights = out_dir / "checkpoint-6" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     output = rerun("sft", sft_run.settings, "--root", str(tmp_path / "artifacts"), "--max_steps", "8")
-    assert f"skipping incomplete checkpoint {out_dir / 'checkpoint-6'} (adapter_model.safetensors is cut off)" in output
+    assert (
+        f"skipping incomplete checkpoint {out_dir / 'checkpoint-6'} (adapter_model.safetensors is cut off)" in output
+    )
     assert assert_training_finished(out_dir, 8, output) == 4
 
 
@@ -165,9 +202,18 @@ def test_cut_off_checkpoint_is_skipped_and_training_resumes_before_it(sft_run, t
 
 def test_on_policy_sampling_killed_midway_keeps_its_samples_and_finishes(sft_run, ecqa_loaded, ecqa_dir):
     """Two samples per question, one question per batch; killed after two questions were saved."""
-    settings = write_settings(sft_run.root, "pairs", model=SMOL, data_source=str(ecqa_dir), root=str(sft_run.artifacts),
-                              train_sample_size=6, strategy="on_policy", samples_per_question=2, batch_size=2,
-                              max_new_tokens=16)
+    settings = write_settings(
+        sft_run.root,
+        "pairs",
+        model=SMOL,
+        data_source=str(ecqa_dir),
+        root=str(sft_run.artifacts),
+        train_sample_size=6,
+        strategy="on_policy",
+        samples_per_question=2,
+        batch_size=2,
+        max_new_tokens=16,
+    )
     pairs_path = sft_run.artifacts / "data" / "dpo_pairs.jsonl"
     samples = P.samples_path(SimpleNamespace(pairs=pairs_path))
     kill_when("pairs", settings, lambda: len(lines(samples)) >= 2)
@@ -196,8 +242,16 @@ def test_dpo_killed_midway_resumes_and_finishes(sft_run, ecqa_loaded, smol_token
     pairs_path = sft_run.artifacts / "data" / "offline_pairs.jsonl"
     P.write_pairs(P.build_offline_pairs(smol_tokenizer, ecqa_loaded[0]["train"].select(range(6)), seed=0), pairs_path)
     provenance.write(pairs_path, {"strategy": "offline", "model": SMOL})  # what DPO checks before it trains
-    settings = write_settings(sft_run.root, "dpo", model=SMOL, data_source=str(ecqa_dir), root=str(sft_run.artifacts),
-                              pairs_file=str(pairs_path), max_length=384, **TRAIN)
+    settings = write_settings(
+        sft_run.root,
+        "dpo",
+        model=SMOL,
+        data_source=str(ecqa_dir),
+        root=str(sft_run.artifacts),
+        pairs_file=str(pairs_path),
+        max_length=384,
+        **TRAIN,
+    )
     out_dir = sft_run.artifacts / "outputs" / "dpo"
     kill_when("dpo", settings, lambda: max(logged_steps(out_dir), default=0) >= 3)
     steps_before = logged_steps(out_dir)
@@ -210,8 +264,17 @@ def test_dpo_killed_midway_resumes_and_finishes(sft_run, ecqa_loaded, smol_token
 
 def test_evaluation_killed_midway_holds_one_record_per_question(sft_run, ecqa_loaded, ecqa_dir):
     """Base and SFT, CoT and letter, six questions in batches of two; killed after the first batch was saved."""
-    settings = write_settings(sft_run.root, "eval", model=SMOL, data_source=str(ecqa_dir), root=str(sft_run.artifacts),
-                              variants=["base", "sft"], sample_size=6, batch_size=2, max_new_tokens=16)
+    settings = write_settings(
+        sft_run.root,
+        "eval",
+        model=SMOL,
+        data_source=str(ecqa_dir),
+        root=str(sft_run.artifacts),
+        variants=["base", "sft"],
+        sample_size=6,
+        batch_size=2,
+        max_new_tokens=16,
+    )
     eval_dir = sft_run.artifacts / "eval"
     kill_when("eval", settings, lambda: len(lines(eval_dir / "base-cot.jsonl")) >= 2)
     before = lines(eval_dir / "base-cot.jsonl")
@@ -224,7 +287,9 @@ def test_evaluation_killed_midway_holds_one_record_per_question(sft_run, ecqa_lo
         for mode in ("cot", "letter"):
             rows = [json.loads(line) for line in lines(eval_dir / f"{variant}-{mode}.jsonl")]
             ids = [r["id"] for r in rows]
-            assert len(ids) == 6 and set(ids) == questions, f"{variant}/{mode}: {len(ids)} records, {len(set(ids))} ids"
+            assert len(ids) == 6 and set(ids) == questions, (
+                f"{variant}/{mode}: {len(ids)} records, {len(set(ids))} ids"
+            )
             assert all(tuple(r) == RECORD_FIELDS and r["variant"] == variant and r["mode"] == mode for r in rows)
     assert set(before) <= set(lines(eval_dir / "base-cot.jsonl")), "records saved before the kill were redone"
     results = pd.read_csv(eval_dir / "results.csv")

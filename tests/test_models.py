@@ -96,12 +96,15 @@ def test_compute_dtype_forced(gpu, forced, dtype):
 # ---------------------------------------------------------------- Hub errors and the token
 
 
-@pytest.mark.parametrize("text", [
-    "You are trying to access a gated repo.",
-    "401 Client Error: Unauthorized for url",
-    "403 Forbidden: Access to model meta-llama/Llama-3.2-1B-Instruct is restricted",
-    "Your request to access this repo is awaiting a review",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "You are trying to access a gated repo.",
+        "401 Client Error: Unauthorized for url",
+        "403 Forbidden: Access to model meta-llama/Llama-3.2-1B-Instruct is restricted",
+        "Your request to access this repo is awaiting a review",
+    ],
+)
 def test_gated_error_says_what_to_do(text):
     err = models._hub_errors("meta-llama/Llama-3.2-1B-Instruct", OSError(text))
     assert isinstance(err, PermissionError)
@@ -147,13 +150,16 @@ def test_one_adapter_present_check(tmp_path):
     assert models.has_adapter(tmp_path) and models.require_adapter(tmp_path, "unused") == tmp_path
 
 
-@pytest.mark.parametrize("configured, end_of_turn, expected", [
-    ([128001, 128008, 128009], 128009, [128001, 128008, 128009]),  # Llama-3.2: its list is kept, not replaced
-    ([128001, 128008], 128009, [128001, 128008, 128009]),
-    (2, 7, [2, 7]),
-    (7, 7, 7),
-    (None, 7, [7]),
-])
+@pytest.mark.parametrize(
+    "configured, end_of_turn, expected",
+    [
+        ([128001, 128008, 128009], 128009, [128001, 128008, 128009]),  # Llama-3.2: its list is kept, not replaced
+        ([128001, 128008], 128009, [128001, 128008, 128009]),
+        (2, 7, [2, 7]),
+        (7, 7, 7),
+        (None, 7, [7]),
+    ],
+)
 def test_eos_ids_keep_the_models_list(configured, end_of_turn, expected):
     assert models.eos_ids(configured, end_of_turn) == expected
 

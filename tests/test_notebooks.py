@@ -15,7 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 EXPECTED = ["01_data", "02_pairs", "03_sft", "04_dpo", "05_eval"]
-BADGE = re.compile(r"\(https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/(notebooks/[\w.-]+\.ipynb)\)")
+BADGE = re.compile(
+    r"\(https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/(notebooks/[\w.-]+\.ipynb)\)"
+)
 
 
 def _script(name: str) -> ModuleType:
@@ -58,7 +60,9 @@ def test_opens_with_a_colab_badge_to_itself(notebook: tuple[Path, nbformat.Noteb
 def test_has_one_parameters_cell_of_plain_assignments(notebook: tuple[Path, nbformat.NotebookNode]) -> None:
     path, nb = notebook
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and tagged[0].cell_type == "code", f"{path.name} needs exactly one code cell tagged parameters"
+    assert len(tagged) == 1 and tagged[0].cell_type == "code", (
+        f"{path.name} needs exactly one code cell tagged parameters"
+    )
     body = ast.parse(tagged[0].source).body
     assert all(isinstance(node, ast.Assign) for node in body), "the parameters cell holds only assignments"
     names = {t.id for node in body for t in node.targets}

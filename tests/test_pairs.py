@@ -79,7 +79,9 @@ def test_swap_mentions_whole_words_plurals_and_longer_first():
     assert P.swap_mentions("The carpet is in the car.", "car", "bus") == ("The carpet is in the bus.", 1)
     assert P.swap_mentions("Cars are fast.", "car", "bus") == ("Buss are fast.", 1)  # plural suffix is kept
     assert P.swap_mentions("Found at movie theater, not a theater.", "movie theaters", "theater") == (
-        "Found at theater, not a movie theaters.", 1)
+        "Found at theater, not a movie theaters.",
+        1,
+    )
     assert P.swap_mentions("Nothing here.", "car", "bus") == ("Nothing here.", 0)
 
 
@@ -195,7 +197,9 @@ def fake_adapter(root, weights: bytes = b"sft adapter weights"):
 def test_sample_on_policy_resumes_after_a_kill(tok, records, tmp_path, monkeypatch):
     recs = records[:5]
     fake_adapter(tmp_path)
-    settings = PairSettings(root=str(tmp_path), samples_per_question=2, batch_size=4, temperature=0.7, max_new_tokens=16)
+    settings = PairSettings(
+        root=str(tmp_path), samples_per_question=2, batch_size=4, temperature=0.7, max_new_tokens=16
+    )
     path = tmp_path / "samples.jsonl"
     first = FakeGenerate(die_after=1)
     monkeypatch.setattr("helpers.generation.generate_all", first)
@@ -222,10 +226,18 @@ def test_sample_on_policy_resumes_after_a_kill(tok, records, tmp_path, monkeypat
     assert third.prompts == []
 
 
-@pytest.mark.parametrize("change", [
-    {"temperature": 1.0}, {"max_new_tokens": 32}, {"samples_per_question": 3}, {"quantize": False}, {"seed": 1},
-    "retrained adapter",
-], ids=str)
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"temperature": 1.0},
+        {"max_new_tokens": 32},
+        {"samples_per_question": 3},
+        {"quantize": False},
+        {"seed": 1},
+        "retrained adapter",
+    ],
+    ids=str,
+)
 def test_samples_of_other_provenance_are_moved_aside_and_redone(tok, records, tmp_path, monkeypatch, capsys, change):
     """Samples are reused only under the provenance they were made with (#12: they used to be reused by question id
     alone after the adapter was retrained or a sampling setting changed)."""
@@ -233,7 +245,9 @@ def test_samples_of_other_provenance_are_moved_aside_and_redone(tok, records, tm
 
     recs = records[:3]
     fake_adapter(tmp_path)
-    settings = PairSettings(root=str(tmp_path), samples_per_question=2, batch_size=4, temperature=0.7, max_new_tokens=16)
+    settings = PairSettings(
+        root=str(tmp_path), samples_per_question=2, batch_size=4, temperature=0.7, max_new_tokens=16
+    )
     path = tmp_path / "samples.jsonl"
     monkeypatch.setattr("helpers.generation.generate_all", FakeGenerate())
     first = P.sample_on_policy(object(), tok, recs, settings, path)
@@ -263,7 +277,9 @@ def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypat
     plans = [lambda r: [r["answer"], wrong(r)], lambda r: [r["answer"]] * 2, lambda r: [wrong(r)] * 2]
     answers = {r["question"]: plans[i % 3](r) for i, r in enumerate(recs)}  # mixed, all correct, all wrong
     monkeypatch.setattr("helpers.generation.generate_all", FakeGenerate(answers))
-    settings = PairSettings(root=str(tmp_path), strategy="on_policy", samples_per_question=2, when_all_agree=when_all_agree)
+    settings = PairSettings(
+        root=str(tmp_path), strategy="on_policy", samples_per_question=2, when_all_agree=when_all_agree
+    )
     fake_adapter(tmp_path)
     pairs, report = P.build_pairs(settings.replace(max_length=1024), tok, recs, model=object())
     assert dict(report.outcomes) == {"mixed": 2, "all correct": 2, "all wrong": 2}
@@ -346,8 +362,9 @@ def test_real_on_policy_run_with_smollm2(tok, records, tmp_path, capsys):
 
     model = load_model("smollm2-135m")
     fake_adapter(tmp_path)  # the samples' provenance names the adapter's hash; the model here is the base
-    settings = PairSettings(root=str(tmp_path), strategy="on_policy", samples_per_question=2,
-                            max_new_tokens=24, batch_size=8)
+    settings = PairSettings(
+        root=str(tmp_path), strategy="on_policy", samples_per_question=2, max_new_tokens=24, batch_size=8
+    )
     pairs, report = P.build_pairs(settings, tok, records[:4], model=model)
     assert report.questions == 4 and sum(report.outcomes.values()) == 4
     assert report.kept + sum(report.dropped.values()) == 4

@@ -36,9 +36,18 @@ def no_wandb_unless_asked(monkeypatch):
 
 def settings(root: Path, **changes) -> SFTSettings:
     """Small CPU settings: no gradient checkpointing (slower on CPU), log every step, no wandb."""
-    base = dict(model=SMOL, root=str(root), per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                max_length=256, gradient_checkpointing=False, logging_steps=1, save_steps=1000, warmup_ratio=0.0,
-                report_to="none")
+    base = dict(
+        model=SMOL,
+        root=str(root),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        max_length=256,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        save_steps=1000,
+        warmup_ratio=0.0,
+        report_to="none",
+    )
     return SFTSettings(**{**base, **changes})
 
 
@@ -46,17 +55,30 @@ def settings(root: Path, **changes) -> SFTSettings:
 def short_train(ecqa_loaded, smol_tokenizer):
     """Real train records whose target fits in 48 tokens, so 64 new tokens can hold a whole answer."""
     train = ecqa_loaded[0]["train"].select(range(1_000))
-    keep = [i for i, r in enumerate(train)
-            if len(smol_tokenizer(prompts.target_text(r["explanation"], r["answer"]), add_special_tokens=False)
-                   ["input_ids"]) <= 48]
+    keep = [
+        i
+        for i, r in enumerate(train)
+        if len(
+            smol_tokenizer(prompts.target_text(r["explanation"], r["answer"]), add_special_tokens=False)["input_ids"]
+        )
+        <= 48
+    ]
     return train.select(keep)
 
 
 # ---------------------------------------------------------------- checkpoints (no model)
 
 
-def fake_checkpoint(folder: Path, step: int, optimizer: bool = True, weights: bytes | None = None, state: str | None = None,
-                    scheduler: bool = True, adapter_config: bool = True, cut: str | None = None) -> Path:
+def fake_checkpoint(
+    folder: Path,
+    step: int,
+    optimizer: bool = True,
+    weights: bytes | None = None,
+    state: str | None = None,
+    scheduler: bool = True,
+    adapter_config: bool = True,
+    cut: str | None = None,
+) -> Path:
     """A checkpoint folder with the files a resume reads, each whole unless told otherwise (``cut`` halves one)."""
     import torch
     from safetensors.torch import save_file
@@ -86,18 +108,31 @@ def test_last_valid_checkpoint_is_numerically_newest(tmp_path):
     assert training.last_valid_checkpoint(tmp_path / "checkpoint-2" / "trainer_state.json") is None
 
 
-@pytest.mark.parametrize("broken, reason", [
-    (dict(optimizer=False), "no optimizer state"),
-    (dict(weights=b""), "no weights"),
-    (dict(state="{garbage"), "Expecting property name"),
-    (dict(cut="trainer_state.json"), "Unterminated string"),
-    (dict(state="{}"), "trainer_state.json has no global_step"),
-    (dict(cut="adapter_model.safetensors"), "adapter_model.safetensors is cut off"),
-    (dict(adapter_config=False), "adapter_config.json"),
-    (dict(scheduler=False), "no scheduler state"),
-    (dict(cut="optimizer.pt"), "optimizer.pt is cut off"),
-], ids=["no-optimizer", "empty-weights", "garbage-state", "truncated-state", "state-without-step", "truncated-weights",
-        "no-adapter-config", "no-scheduler", "truncated-optimizer"])
+@pytest.mark.parametrize(
+    "broken, reason",
+    [
+        (dict(optimizer=False), "no optimizer state"),
+        (dict(weights=b""), "no weights"),
+        (dict(state="{garbage"), "Expecting property name"),
+        (dict(cut="trainer_state.json"), "Unterminated string"),
+        (dict(state="{}"), "trainer_state.json has no global_step"),
+        (dict(cut="adapter_model.safetensors"), "adapter_model.safetensors is cut off"),
+        (dict(adapter_config=False), "adapter_config.json"),
+        (dict(scheduler=False), "no scheduler state"),
+        (dict(cut="optimizer.pt"), "optimizer.pt is cut off"),
+    ],
+    ids=[
+        "no-optimizer",
+        "empty-weights",
+        "garbage-state",
+        "truncated-state",
+        "state-without-step",
+        "truncated-weights",
+        "no-adapter-config",
+        "no-scheduler",
+        "truncated-optimizer",
+    ],
+)
 def test_broken_checkpoint_is_skipped_with_a_message(tmp_path, capsys, broken, reason):
     fake_checkpoint(tmp_path, 2)
     fake_checkpoint(tmp_path, 4, **broken)
@@ -110,7 +145,9 @@ def test_broken_checkpoint_is_skipped_with_a_message(tmp_path, capsys, broken, r
 
 
 @pytest.mark.slow
-def test_collated_labels_mask_the_prompt_and_end_with_eos(tmp_path, monkeypatch, ecqa_loaded, smol_model, smol_tokenizer):
+def test_collated_labels_mask_the_prompt_and_end_with_eos(
+    tmp_path, monkeypatch, ecqa_loaded, smol_model, smol_tokenizer
+):
     """Build the trainer exactly as `train_sft` does (its `_run` is stubbed) and collate 4 real records."""
     built = {}
     monkeypatch.setattr(training, "_run", lambda trainer, s, tok, inputs: built.setdefault("trainer", trainer))
@@ -126,12 +163,14 @@ def test_collated_labels_mask_the_prompt_and_end_with_eos(tmp_path, monkeypatch,
         assert labels[:n_prompt] == [-100] * n_prompt, "the prompt must not be trained on"
         trained = [t for t in labels if t != -100]
         assert labels[n_prompt] != -100, "the completion starts right after the prompt"
-        assert trained[-1] == tok.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>"), "the model must learn to stop"
+        assert trained[-1] == tok.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>"), (
+            "the model must learn to stop"
+        )
         assert trained.count(tok.eos_token_id) == 1
         text = tok.decode(trained)
         assert text.endswith(f"Answer: {rec['answer']}<|im_end|>")
         assert text == prompts.render_completion(tok, rec, prompts.target_text(rec["explanation"], rec["answer"]))
-        assert all(t == -100 for t in labels[len(trained) + n_prompt:]), "padding is masked"
+        assert all(t == -100 for t in labels[len(trained) + n_prompt :]), "padding is masked"
 
 
 # ---------------------------------------------------------------- a short real SFT run
@@ -162,8 +201,14 @@ def test_short_sft_learns_the_answer_format(tmp_path, ecqa_loaded, short_train, 
     losses = [h["loss"] for h in result.log_history if "loss" in h]
     assert len(losses) == 24
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, f"loss did not go down: {losses}"
-    for name in ("adapter_model.safetensors", "adapter_config.json", "settings.json", "metrics.json", "metrics.csv",
-                 "tokenizer.json"):
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "settings.json",
+        "metrics.json",
+        "metrics.csv",
+        "tokenizer.json",
+    ):
         assert (s.output_dir / name).is_file(), name
     assert json.loads((s.output_dir / "metrics.json").read_text()) == result.log_history
     assert result.seconds > 0 and result.tokens_per_s > 0 and result.resumed_from is None
@@ -177,11 +222,13 @@ def test_short_sft_learns_the_answer_format(tmp_path, ecqa_loaded, short_train, 
         m = ANSWER_LINE_AT_END.search(g.text)
         if m:
             assert extract_answer(g.text) == m.group(1)
-            assert g.text[m.end():] == "", "nothing may follow the answer line"
+            assert g.text[m.end() :] == "", "nothing may follow the answer line"
     stopped = sum(g.new_tokens < 64 for g in after)
     assert stopped >= 6, f"the model should stop at <|im_end|> after its answer ({stopped}/8 did)"
-    print(f"short SFT: losses {losses[0]:.2f} -> {losses[-1]:.2f}; Answer-line outputs {formatted(before)}/8 -> "
-          f"{formatted(after)}/8; {time.perf_counter() - start:.0f} s")
+    print(
+        f"short SFT: losses {losses[0]:.2f} -> {losses[-1]:.2f}; Answer-line outputs {formatted(before)}/8 -> "
+        f"{formatted(after)}/8; {time.perf_counter() - start:.0f} s"
+    )
 
 
 # ---------------------------------------------------------------- resume
@@ -197,12 +244,26 @@ def record_key(s, inputs) -> None:
     assert (s.output_dir / "provenance.json").is_file()
 
 
-@pytest.mark.parametrize("change", [
-    {"beta": 0.2}, {"learning_rate": 1e-4}, {"nll_weight": 0.5}, {"per_device_train_batch_size": 4},
-    {"precision": "bf16"}, {"quantize": False}, {"seed": 1}, {"train_sample_size": 100}, {"holdout_size": 10},
-    {"max_length": 256}, {"model": "smollm2-135m"}, {"inputs": {"sft_adapter": "ffffffff"}},
-    {"inputs": {"pairs": "ffffffff"}}, {"inputs": {"pair_ids": "ffffffff"}},
-], ids=str)
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"beta": 0.2},
+        {"learning_rate": 1e-4},
+        {"nll_weight": 0.5},
+        {"per_device_train_batch_size": 4},
+        {"precision": "bf16"},
+        {"quantize": False},
+        {"seed": 1},
+        {"train_sample_size": 100},
+        {"holdout_size": 10},
+        {"max_length": 256},
+        {"model": "smollm2-135m"},
+        {"inputs": {"sft_adapter": "ffffffff"}},
+        {"inputs": {"pairs": "ffffffff"}},
+        {"inputs": {"pair_ids": "ffffffff"}},
+    ],
+    ids=str,
+)
 def test_resume_under_a_changed_setting_or_input_is_refused_with_the_fix(tmp_path, change):
     """Every setting not marked resume_free, and the hashes of what the run trains from, key the checkpoints."""
     s = DPOSettings(root=str(tmp_path), precision="fp16", per_device_train_batch_size=8)
@@ -210,15 +271,29 @@ def test_resume_under_a_changed_setting_or_input_is_refused_with_the_fix(tmp_pat
     training.check_resumable(s.output_dir, training.resume_key(s, INPUTS))  # the same: fine
     inputs = {**INPUTS, **change.pop("inputs", {})}
     name = next(iter(change), "inputs")
-    with pytest.raises(ValueError, match=rf"holds checkpoints of a run with other settings or inputs \({name} .*"
-                                         r"Put the old values back to resume, or delete the folder"):
+    with pytest.raises(
+        ValueError,
+        match=rf"holds checkpoints of a run with other settings or inputs \({name} .*"
+        r"Put the old values back to resume, or delete the folder",
+    ):
         training.check_resumable(s.output_dir, training.resume_key(s.replace(**change), inputs))
 
 
-@pytest.mark.parametrize("change", [
-    {"logging_steps": 1}, {"max_steps": 500}, {"num_train_epochs": 3.0}, {"save_steps": 7}, {"save_total_limit": 5},
-    {"report_to": "none"}, {"save_merged": True}, {"root": "/elsewhere"}, {"data_source": "/local/ecqa"},
-], ids=str)
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"logging_steps": 1},
+        {"max_steps": 500},
+        {"num_train_epochs": 3.0},
+        {"save_steps": 7},
+        {"save_total_limit": 5},
+        {"report_to": "none"},
+        {"save_merged": True},
+        {"root": "/elsewhere"},
+        {"data_source": "/local/ecqa"},
+    ],
+    ids=str,
+)
 def test_resume_free_settings_may_change_on_a_resume(tmp_path, change):
     s = DPOSettings(root=str(tmp_path))
     record_key(s, INPUTS)
@@ -250,8 +325,10 @@ class FakeTrainer:
         start = int(resume_from_checkpoint.rsplit("-", 1)[1]) if resume_from_checkpoint else 0
         time.sleep(self.seconds)
         self.state.global_step = self.end_step
-        self.state.log_history = [{"step": k, "loss": 1.0, "num_input_tokens_seen": self.end_tokens * k // self.end_step}
-                                  for k in range(1, self.end_step + 1)]
+        self.state.log_history = [
+            {"step": k, "loss": 1.0, "num_input_tokens_seen": self.end_tokens * k // self.end_step}
+            for k in range(1, self.end_step + 1)
+        ]
         assert start <= self.end_step
 
     def save_model(self, path: str) -> None:
@@ -275,7 +352,10 @@ def test_tokens_per_s_after_a_resume_counts_only_tokens_trained_after_it(tmp_pat
     assert result.resumed_from == str(s.output_dir / "checkpoint-4")
     assert result.tokens_per_s * result.seconds == pytest.approx(2_000), "tokens seen before the resume were counted"
     summary = json.loads((s.output_dir / "train_summary.json").read_text())
-    assert summary["tokens_per_s"] == pytest.approx(result.tokens_per_s) and summary["resumed_from"] == result.resumed_from
+    assert (
+        summary["tokens_per_s"] == pytest.approx(result.tokens_per_s)
+        and summary["resumed_from"] == result.resumed_from
+    )
 
 
 def test_rerunning_a_finished_run_keeps_its_summary(tmp_path, capsys):
@@ -318,12 +398,16 @@ def test_second_run_resumes_from_the_last_checkpoint(tmp_path, short_train, smol
     assert state["global_step"] == 6
     steps = [h["step"] for h in second.log_history if "loss" in h]
     assert steps[-1] == 6 and 5 in steps  # steps 1-4 come from the first run's state, 5-6 are new
-    tokens = {k: json.loads((s.output_dir / f"checkpoint-{k}" / "trainer_state.json").read_text())["num_input_tokens_seen"]
-              for k in (4, 6)}
+    tokens = {
+        k: json.loads((s.output_dir / f"checkpoint-{k}" / "trainer_state.json").read_text())["num_input_tokens_seen"]
+        for k in (4, 6)
+    }
     assert second.tokens_per_s * second.seconds == pytest.approx(tokens[6] - tokens[4]), "counted tokens before resume"
     summary = (s.output_dir / "train_summary.json").read_bytes()
     third = training.train_sft(s.replace(max_steps=6), records, model=smol_model(), tokenizer=smol_tokenizer)
-    assert (s.output_dir / "train_summary.json").read_bytes() == summary, "rerunning a finished run rewrote its summary"
+    assert (s.output_dir / "train_summary.json").read_bytes() == summary, (
+        "rerunning a finished run rewrote its summary"
+    )
     assert third.tokens_per_s == second.tokens_per_s
 
     # a half-written newest checkpoint is skipped, with a message
