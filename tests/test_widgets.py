@@ -165,9 +165,12 @@ RECORDS = [
 @pytest.mark.slow
 def test_record_browser_shows_prompt_target_and_counts(smol_tokenizer):
     box = widgets.record_browser(RECORDS, smol_tokenizer)
-    slider, pane = box.children
-    assert slider.max == 2 and "item 0" in pane.value and "tokens" in pane.value and "Answer: A" in pane.value
-    slider.value = 2
+    row, pane = box.children
+    slider, where = row.children  # the slider and "i of n" beside it
+    assert slider.min == 1 and slider.max == 3 and where.value == "1 of 3"
+    assert "item 0" in pane.value and "tokens" in pane.value and "Answer: A" in pane.value
+    slider.value = 3
+    assert where.value == "3 of 3"
     assert "item 2" in pane.value and "Answer: C" in pane.value
 
 
@@ -186,9 +189,10 @@ def test_pair_browser_shows_parsed_letters(smol_tokenizer):
         }
         for r in RECORDS
     ]
-    slider, pane = widgets.pair_browser(pairs).children
+    row, pane = widgets.pair_browser(pairs).children
+    slider = row.children[0]
     assert "parsed: A" in pane.value and "parsed: E" in pane.value and "kind:</b> test" in pane.value
-    slider.value = 1
+    slider.value = 2
     assert "parsed: B" in pane.value
 
 
