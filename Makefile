@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ECQA_DATA ?= ../shared/data/ecqa
 export ECQA_DATA
 
-.PHONY: setup test test-quick lint format demo clean-notebooks
+.PHONY: setup test test-quick lint format demo clean-notebooks browser-test screenshots
 
 $(VENV)/.installed: pyproject.toml requirements-colab.txt requirements/dev.txt requirements/wandb.txt
 	python3 -m venv $(VENV)
@@ -34,6 +34,12 @@ format: setup  ## apply ruff's fixes and formatting
 
 demo: setup  ## notebooks 01 -> 05 headless on CPU, results under runs/demo
 	$(PY) scripts/run_pipeline.py --preset demo --data $(ECQA_DATA) --out runs/demo
+
+browser-test: setup  ## 01 and 05 in JupyterLab driven by headless chromium (apt-get install chromium); part of `make test`
+	$(PY) -m pytest -q -ra tests/test_browser.py
+
+screenshots: setup  ## refresh assets/screenshots (the form, record browser, CoT inspector, chart) from a browser run
+	$(PY) scripts/browser_check.py --out assets/screenshots
 
 clean-notebooks: setup  ## strip outputs before committing
 	$(PY) scripts/clean_notebooks.py notebooks/*.ipynb
