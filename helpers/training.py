@@ -250,6 +250,19 @@ def _tokens_at(checkpoint: str | None) -> int:
     return int(state.get("num_input_tokens_seen", 0) or 0)
 
 
+def _finished(out: Path, resume: str | None, s: TrainSettings) -> bool:
+    """Whether the run in ``out`` reached the last step it planned and is asked for the same length again."""
+    if not resume:
+        return False
+    try:
+        state = json.loads((Path(resume) / "trainer_state.json").read_text())
+        before = json.loads((out / "settings.json").read_text())
+    except (OSError, ValueError):
+        return False
+    reached = bool(state.get("max_steps")) and state["global_step"] >= state["max_steps"]
+    return reached and all(before.get(k) == getattr(s, k) for k in ("max_steps", "num_train_epochs"))
+
+
 def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, Any]) -> TrainResult:
     """Train (resuming), then save adapter, tokenizer, metrics and summary; under DDP every process
     trains and only the main one writes (checkpoints and the adapter: `Trainer` itself)."""
@@ -259,6 +272,17 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     resume = last_valid_checkpoint(out)
     if resume:
         check_resumable(out, key)
+    summary_path = out / "train_summary.json"
+    if _finished(out, resume, s) and summary_path.is_file():
+        # A finished run asked to train again: left alone (transformers 5.17 resumed at its last step trains one
+        # more step, so this is decided before `train`, not from the step count after it).
+        if main:
+            print(f"{out} already finished at step {resume.rsplit('-', 1)[-1]}: nothing to train (raise max_steps "
+                  "or num_train_epochs to train on, or delete the folder to retrain)")
+        history = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else []
+        return TrainResult(output_dir=out, log_history=history, resumed_from=resume,
+                           **{k: v for k, v in json.loads(summary_path.read_text()).items()
+                              if k in ("seconds", "tokens_per_s", "peak_gib")})
     if main:
         out.mkdir(parents=True, exist_ok=True)
         s.to_json(out / "settings.json")
@@ -275,7 +299,6 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
-    summary_path = out / "train_summary.json"
     if resume and trainer.state.global_step <= start_step and summary_path.is_file():
         if main:  # a finished run asked to train again: nothing was trained, the artifacts stay as they are
             print(f"{out} already finished at step {start_step}: nothing to train (delete the folder to retrain)")

@@ -324,12 +324,12 @@ class FakeTrainer:
         self.trained = True
         start = int(resume_from_checkpoint.rsplit("-", 1)[1]) if resume_from_checkpoint else 0
         time.sleep(self.seconds)
-        self.state.global_step = self.end_step
+        # as transformers 5.17 does: resumed at the last step, it still trains one more
+        self.state.global_step = max(self.end_step, start + 1)
         self.state.log_history = [
             {"step": k, "loss": 1.0, "num_input_tokens_seen": self.end_tokens * k // self.end_step}
-            for k in range(1, self.end_step + 1)
+            for k in range(1, self.state.global_step + 1)
         ]
-        assert start <= self.end_step
 
     def save_model(self, path: str) -> None:
         Path(path, "adapter_model.safetensors").write_bytes(b"weights")
@@ -340,8 +340,9 @@ class FakeTokenizer:
         Path(path, "tokenizer.json").write_text("{}")
 
 
-def checkpoint_with_tokens(out: Path, step: int, tokens: int) -> Path:
-    return fake_checkpoint(out, step, state=json.dumps({"global_step": step, "num_input_tokens_seen": tokens}))
+def checkpoint_with_tokens(out: Path, step: int, tokens: int, max_steps: int = 6) -> Path:
+    state = {"global_step": step, "max_steps": max_steps, "num_input_tokens_seen": tokens}
+    return fake_checkpoint(out, step, state=json.dumps(state))
 
 
 def test_tokens_per_s_after_a_resume_counts_only_tokens_trained_after_it(tmp_path):
@@ -359,17 +360,29 @@ def test_tokens_per_s_after_a_resume_counts_only_tokens_trained_after_it(tmp_pat
 
 
 def test_rerunning_a_finished_run_keeps_its_summary(tmp_path, capsys):
+    """Found by the real resume test: transformers resumed at the last step trains one more, so the run is judged
+    finished before `train` (its last checkpoint reached the max_steps it planned, and the length asked is the
+    same)."""
     s = SFTSettings(root=str(tmp_path), max_steps=6, report_to="none")
     record_key(s, {})
+    s.to_json(s.output_dir / "settings.json")
     checkpoint_with_tokens(s.output_dir, 6, tokens=6_000)
     summary = s.output_dir / "train_summary.json"
     summary.write_text(json.dumps({"seconds": 30.0, "tokens_per_s": 200.0, "peak_gib": 1.5, "resumed_from": None}))
     before = (summary.read_bytes(), summary.stat().st_mtime_ns)
-    result = training._run(FakeTrainer(end_step=6, end_tokens=6_000), s, FakeTokenizer(), {})
+    trainer = FakeTrainer(end_step=6, end_tokens=6_000)
+    result = training._run(trainer, s.replace(logging_steps=1), FakeTokenizer(), {})
+    assert not trainer.trained, "a finished run was trained again"
     assert (summary.read_bytes(), summary.stat().st_mtime_ns) == before, "a finished run's summary was overwritten"
     assert (result.seconds, result.tokens_per_s, result.peak_gib) == (30.0, 200.0, 1.5)
     assert "already finished at step 6: nothing to train" in capsys.readouterr().out
     assert not (s.output_dir / "adapter_model.safetensors").exists(), "the finished run's artifacts were rewritten"
+    assert SFTSettings.from_json(s.output_dir / "settings.json") == s, "its settings.json was rewritten"
+
+    # asked for more steps (max_steps may change on a resume): it trains on from the last checkpoint
+    longer = training._run(FakeTrainer(end_step=8, end_tokens=8_000), s.replace(max_steps=8), FakeTokenizer(), {})
+    assert longer.resumed_from == str(s.output_dir / "checkpoint-6") and summary.read_bytes() != before[0]
+    assert longer.tokens_per_s * longer.seconds == pytest.approx(2_000)
 
 
 def test_a_refused_resume_trains_nothing_and_writes_nothing(tmp_path):
