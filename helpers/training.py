@@ -295,6 +295,7 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start_step = int(resume.rsplit("-", 1)[-1]) if resume else 0
+    tokens_before = _tokens_at(resume)  # read now: save_total_limit may delete that checkpoint while training
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
@@ -308,7 +309,7 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     trainer.save_model(str(out))  # called by every process; writes on the main one
     # tokens trained in this call: seen at the end minus seen at the checkpoint it resumed from (summed over
     # all processes by the trainer: the run's throughput, not one GPU's)
-    tokens = max((h.get("num_input_tokens_seen", 0) for h in history), default=0) - _tokens_at(resume)
+    tokens = max((h.get("num_input_tokens_seen", 0) for h in history), default=0) - tokens_before
     result = TrainResult(
         output_dir=out,
         log_history=history,

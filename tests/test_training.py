@@ -323,6 +323,8 @@ class FakeTrainer:
     def train(self, resume_from_checkpoint=None):
         self.trained = True
         start = int(resume_from_checkpoint.rsplit("-", 1)[1]) if resume_from_checkpoint else 0
+        if resume_from_checkpoint:  # save_total_limit deletes older checkpoints as new ones are written
+            shutil.rmtree(resume_from_checkpoint)
         time.sleep(self.seconds)
         # as transformers 5.17 does: resumed at the last step, it still trains one more
         self.state.global_step = max(self.end_step, start + 1)
