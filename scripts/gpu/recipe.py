@@ -68,14 +68,22 @@ def cli(step: str, root: Path, values: dict) -> list[str]:
     return args
 
 
+DEADLINE = time.time() + float(os.environ.get("RECIPE_SECONDS", "1e9"))  # jobs still running then are stopped
+
+
 def run_job(name: str, commands: list[list[str]], logs: Path) -> float:
-    """Run a lever's commands one after the other; its log goes to ``logs/<name>.log``. Returns seconds."""
+    """Run a lever's commands one after the other; its log goes to ``logs/<name>.log``. Returns seconds
+    (-1 when a command failed or was stopped at the deadline)."""
     start = time.perf_counter()
     with open(logs / f"{name}.log", "w") as log:
         for cmd in commands:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=max(1, DEADLINE - time.time()))
+            except subprocess.TimeoutExpired:
+                log.write("stopped at the deadline\n")
+                return -1.0
             if done.returncode:
                 log.write(f"exit {done.returncode}\n")
                 return -1.0

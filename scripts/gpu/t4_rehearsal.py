@@ -76,17 +76,16 @@ def main() -> None:
     torch.cuda.set_per_process_memory_fraction(min(1.0, T4_GIB / total))
     tok = load_tokenizer(args.tokenizer)
     model_dir = random_llama(Path(args.root) / "llama-3.2-1b-random", tok)
-    common = dict(model=str(model_dir), data_source=os.environ["ECQA_DATA"], root=args.root, precision="fp16",
-                  report_to="none")
+    common = dict(model=str(model_dir), data_source=os.environ["ECQA_DATA"], root=args.root, precision="fp16")
     data = steps.load_data(SFTSettings(**common))
     rows = []
-    sft = SFTSettings(**common, max_steps=args.sft_steps, save_steps=10**6)
+    sft = SFTSettings(**common, max_steps=args.sft_steps, save_steps=10**6, report_to="none")
     rows.append(measured("sft", lambda: steps.run_sft(sft, data), lambda r: r.tokens_per_s * r.seconds, "tokens"))
     small = data.copy()
     small["train"] = data["train"].select(range(args.questions))
     pairs = PairSettings(**common, strategy="on_policy")
     rows.append(measured("pairs", lambda: steps.run_pairs(pairs, small), args.questions, "questions (k=4)"))
-    dpo = DPOSettings(**common, max_steps=args.dpo_steps, save_steps=10**6)
+    dpo = DPOSettings(**common, max_steps=args.dpo_steps, save_steps=10**6, report_to="none")
     rows.append(measured("dpo", lambda: steps.run_dpo(dpo), lambda r: r.tokens_per_s * r.seconds, "tokens"))
     val = data.copy()
     for mode in EvalSettings.__dataclass_fields__["modes"].metadata["choices"]:
