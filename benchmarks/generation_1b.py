@@ -38,10 +38,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-import train_speed as ts  # noqa: E402
+import train_speed as ts
 
-from helpers import data, generation, models, prompts  # noqa: E402
-from helpers.settings import EvalSettings, PairSettings, SFTSettings  # noqa: E402
+from helpers import data, generation, models, prompts
+from helpers.settings import EvalSettings, PairSettings, SFTSettings
 
 PAIRS, EVAL = PairSettings(), EvalSettings()
 # stage -> (samples per question, temperature, max new tokens, sequences per batch), the project's defaults

@@ -134,7 +134,7 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
 # ---------------------------------------------------------------- Unsloth
 def unsloth_worker(args, info: dict) -> list[dict]:
     """Unsloth's FastLanguageModel + TRL trainers (as Unsloth patches them), same data, batch and LoRA shape."""
-    import unsloth  # noqa: F401  (first: it patches transformers, peft and trl on import)
+    import unsloth  # noqa: I001  (first, as Unsloth asks: it patches transformers, peft and trl on import)
     import torch
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
@@ -205,7 +205,7 @@ def run_side(args, side: str, seconds: float) -> list[dict]:
     cmd = [sys.executable, __file__, "--worker", side, *sys.argv[1:]]
     start = time.perf_counter()
     try:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(seconds, 1))
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(seconds, 1), check=False)
         stdout, stderr, code = done.stdout, done.stderr, done.returncode
     except subprocess.TimeoutExpired as e:
         stdout, stderr, code = _text(e.stdout), _text(e.stderr) + f"\ntime limit: stopped after {seconds:.0f} s", "timeout"
