@@ -47,3 +47,28 @@ def test_generation_speed_compares_paths_on_the_same_questions(tmp_path, ecqa_di
         assert 0 < run_["batched_tokens"] <= 3 * 6
         assert run_["ratio"] == round(row["single_s"] / run_["batched_s"], 1)
     assert "one at a time" in out
+
+
+def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on_the_same_tokens(tmp_path, ecqa_dir):
+    out = run("peer_speed.py", "--tiny", "--sides", "project", "padding-free", "--stages", "sft", "--precision", "bf16",
+              "--steps", "2", "--dpo-steps", "2", "--data", str(ecqa_dir),
+              "--work", str(tmp_path / "w"), "--out", str(tmp_path / "res"))
+    rows = json.loads(next((tmp_path / "res").glob("*-cpu-peers.json")).read_text())
+    assert [(r["stage"], r["config"]) for r in rows] == [("sft", "project"), ("sft", "padding-free")]
+    project, padding_free = rows
+    assert project["micro_batch"] == 16 and project["steps"] == 2 and project["tokens"] > 0
+    assert padding_free["tokens"] == project["tokens"]  # no pad tokens are counted either way: same data
+    assert padding_free["first_loss"] == pytest.approx(project["first_loss"], abs=0.01)  # same loss on the same batch
+    assert "x project" in out and "rows written to" in out
+
+
+def test_generation_1b_forces_full_length_on_both_paths(tmp_path, ecqa_dir):
+    run("generation_1b.py", "--tiny", "--precision", "bf16", "--models", "merged", "--sampling-questions", "3",
+        "--eval-questions", "2", "--max-new-tokens", "4", "--tokenizer", "smollm2-135m", "--data", str(ecqa_dir),
+        "--work", str(tmp_path / "w"), "--out", str(tmp_path))
+    rows = json.loads(next(tmp_path.glob("*-cpu-generation-1b.json")).read_text())
+    assert {(r["stage"], r["path"]) for r in rows} == {(s, p) for s in ("sampling", "cot-eval") for p in ("project", "plain")}
+    for r in rows:
+        assert r["samples"] == r["questions"] * r["k"] and r["k"] == (4 if r["stage"] == "sampling" else 1)
+        assert r["new_tokens"] == r["samples"] * 4  # random weights: every row forced to max_new_tokens
+        assert r["model_size"] == "toy" and r["card"] == "cpu"

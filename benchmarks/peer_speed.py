@@ -1,0 +1,285 @@
+"""Training speed side by side with the peers: Unsloth, and Liger kernels / padding-free batching as levers.
+
+    python benchmarks/peer_speed.py --sides project padding-free liger unsloth --precision bf16 fp16 \
+        --stages sft dpo --steps 24 --dpo-steps 16 --tokenizer TOKENIZER_FOLDER --data ECQA_FOLDER
+
+    python benchmarks/peer_speed.py --tiny --sides project padding-free   # CPU smoke run, toy model
+
+Same model, data, effective batch and LoRA shape for every side: a random Llama-3.2-1B-shaped model
+(`train_speed.LLAMA_32_1B`) loaded 4-bit NF4, real ECQA records in the project's prompt format, SFT
+16 sequences per step (one micro-batch, grouped by length), DPO 8 pairs per step, LoRA r16 / alpha
+32 on q/k/v/o, paged AdamW 8-bit, the project's learning rates. Each side runs in its own process
+(Unsloth and Liger patch transformers globally), one configuration after another on a fresh model:
+
+* ``project``: `helpers.training.train_sft` / `train_dpo` at the defaults (`helpers.settings`),
+  through `train_speed.run_one`, exactly as benchmarks/train_speed.py runs them;
+* ``padding-free``: the project's SFT with TRL's ``padding_free=True`` (sequences of a batch
+  concatenated, no pad tokens; the attention stays SDPA, which transformers restricts to each
+  sequence through a block-diagonal mask built from ``position_ids``; TRL needs ``max_length=None``
+  for it, and no ECQA sequence comes near 512 tokens). TRL 1.16's DPOTrainer ignores padding_free;
+* ``liger``: the project's SFT and DPO with ``use_liger_kernel=True`` (Liger's RMSNorm, RoPE and
+  SwiGLU kernels; TRL 1.16 keeps its own fused LM head instead of Liger's fused cross-entropy);
+* ``unsloth``: ``FastLanguageModel`` 4-bit + ``get_peft_model`` (dropout 0, Unsloth's fast-LoRA path
+  and its notebooks' setting; the project uses 0.05) with Unsloth's offloaded gradient checkpointing,
+  trained by TRL's SFTTrainer / DPOTrainer as Unsloth patches them. Unsloth 2026.10.9 pins
+  trl<=1.15 and datasets<5, so this process puts a separate site folder first on its path
+  (``--unsloth-site``; benchmarks/NOTES.md has the exact versions). DPO starts from a fresh LoRA with
+  the adapter disabled as reference (the project starts from the SFT adapter with a frozen copy as
+  reference: the same computation per step).
+
+``tokens_per_s`` counts non-padding tokens over the whole training call (trainer set-up included),
+``steady_tokens_per_s`` leaves out the first optimizer steps, ``peak_gib`` is
+``torch.cuda.max_memory_allocated`` from before the model load. Rows (with the card, and a failure
+row with the error's last lines for a side that breaks) go to
+benchmarks/results/<date>-<card>-peers.json; a short table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; helpers one folder up
+
+SIDES = ("project", "padding-free", "liger", "unsloth")
+LEVER_STAGES = {"padding-free": ("sft",)}  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free
+QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def _peak_gib() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
+def _save(args, side: str, rows: list[dict]) -> None:
+    """A worker's rows so far (a side cut off by its time limit keeps them)."""
+    print(json.dumps(rows[-1]), flush=True)
+    (args.work / f"rows-{side}.json").write_text(json.dumps(rows))
+
+
+# ---------------------------------------------------------------- preparation (orchestrating process)
+def prepare(args) -> dict:
+    """Model folder, tokenizer, SFT adapter (for the project's DPO) and the rendered SFT / DPO rows as JSON."""
+    import train_speed as ts
+
+    from helpers import data, models, pairs, prompts, training
+    from helpers.settings import SFTSettings
+
+    tok = models.load_tokenizer(args.tokenizer)
+    base = ts.random_llama(args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"), tok,
+                           ts.TINY if args.tiny else ts.LLAMA_32_1B)
+    most = max(args.steps, args.dpo_steps)
+    records = data.load_ecqa(args.data, train_sample_size=most * 16, seed=0)["train"]
+    sft_rows = [prompts.to_prompt_completion(tok, r) for r in records.select(range(args.steps * 16))]
+    pair_rows = pairs.build_offline_pairs(tok, records.select(range(most * 8)), seed=0)[: args.dpo_steps * 8]
+    (args.work / "sft.json").write_text(json.dumps(sft_rows))
+    (args.work / "dpo.json").write_text(json.dumps([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pair_rows]))
+    adapter = args.work / "outputs" / "sft-adapter"
+    if "dpo" in args.stages and not (adapter / "adapter_config.json").is_file():  # train_speed's way: a short SFT
+        import shutil
+
+        s = SFTSettings(model=str(base), root=str(args.work / "prep"), max_steps=2, per_device_train_batch_size=4,
+                        gradient_accumulation_steps=1, report_to="none", save_steps=10**6)
+        shutil.rmtree(s.output_dir, ignore_errors=True)
+        training.train_sft(s, records.select(range(8)), tokenizer=tok)
+        shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
+    return dict(base=str(base), eos=tok.eos_token, pad=tok.pad_token)
+
+
+# ---------------------------------------------------------------- the project's path (+ one lever)
+def project_worker(args, side: str, info: dict) -> list[dict]:
+    """`train_speed.run_one` at the defaults; a lever is set on the TRL config that `helpers.training` builds."""
+    import train_speed as ts
+    from datasets import Dataset
+
+    from helpers import data, models, training
+
+    if side != "project":
+        sft_config, dpo_config = training.sft_config, training.dpo_config
+
+        def lever(cfg):
+            if side == "padding-free":
+                cfg.padding_free, cfg.max_length = True, None  # TRL refuses max_length without packing
+            elif side == "liger":
+                cfg.use_liger_kernel = True
+            return cfg
+
+        training.sft_config = lambda s, eos_token=None: lever(sft_config(s, eos_token=eos_token))
+        training.dpo_config = lambda s: lever(dpo_config(s))
+    tok = models.load_tokenizer(args.tokenizer)
+    records = data.load_ecqa(args.data, train_sample_size=max(args.steps, args.dpo_steps) * 16, seed=0)["train"]
+    pair_ds = Dataset.from_list(json.loads((args.work / "dpo.json").read_text()))
+    rows = []
+    for stage in args.stages:
+        if stage not in LEVER_STAGES.get(side, ("sft", "dpo")):
+            continue
+        for precision in args.precision:
+            steps = args.steps if stage == "sft" else args.dpo_steps
+            row = ts.run_one(stage, "default", precision, Path(info["base"]), args.work, records, pair_ds, steps, tok)
+            row["config"] = side
+            rows.append(row)
+            _save(args, side, rows)
+    return rows
+
+
+# ---------------------------------------------------------------- Unsloth
+def unsloth_worker(args, info: dict) -> list[dict]:
+    """Unsloth's FastLanguageModel + TRL trainers (as Unsloth patches them), same data, batch and LoRA shape."""
+    import unsloth  # noqa: I001  (first, as Unsloth asks: it patches transformers, peft and trl on import)
+    import torch
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+    from unsloth import FastLanguageModel
+
+    import train_speed as ts
+
+    rows = []
+    for stage in args.stages:
+        for precision in args.precision:
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+            steps = args.steps if stage == "sft" else args.dpo_steps
+            torch.cuda.reset_peak_memory_stats()
+            model, tok = FastLanguageModel.from_pretrained(info["base"], max_seq_length=512, dtype=dtype,
+                                                           load_in_4bit=True)
+            tok.eos_token, tok.pad_token = info["eos"], info["pad"]  # as helpers.models.load_tokenizer sets them
+            model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32, lora_dropout=0.0, target_modules=QKVO,
+                                                     bias="none", use_gradient_checkpointing="unsloth", random_state=0)
+            common = dict(output_dir=str(args.work / "unsloth" / f"{stage}-{precision}"), max_steps=steps,
+                          lr_scheduler_type="cosine", warmup_steps=0, optim="paged_adamw_8bit",
+                          bf16=precision == "bf16", fp16=precision == "fp16", logging_steps=5, save_strategy="no",
+                          report_to="none", max_length=512, include_num_input_tokens_seen="non_padding", seed=42,
+                          dataloader_num_workers=0)
+            clock = ts.StepClock()
+            start = time.perf_counter()
+            if stage == "sft":
+                ds = Dataset.from_list(json.loads((args.work / "sft.json").read_text()))
+                cfg = SFTConfig(**common, per_device_train_batch_size=16, gradient_accumulation_steps=1, learning_rate=2e-4,
+                                train_sampling_strategy="group_by_length", completion_only_loss=True, packing=False,
+                                eos_token=info["eos"])
+                trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[clock])
+            else:
+                ds = Dataset.from_list(json.loads((args.work / "dpo.json").read_text()))
+                cfg = DPOConfig(**common, per_device_train_batch_size=8, gradient_accumulation_steps=1, learning_rate=5e-5,
+                                beta=0.1)
+                trainer = DPOTrainer(model=model, ref_model=None, args=cfg, train_dataset=ds, processing_class=tok,
+                                     callbacks=[clock])
+            trainer.train()
+            trainer.save_model(common["output_dir"])
+            torch.cuda.synchronize()
+            wall = time.perf_counter() - start
+            tokens = clock.marks[-1][1] if clock.marks else 0
+            losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+            row = dict(stage=stage, config="unsloth", dtype=precision, tokens_per_s=round(tokens / wall, 1),
+                       steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1), peak_gib=round(_peak_gib(), 2),
+                       seconds=round(wall, 1), tokens=tokens, steps=steps, micro_batch=cfg.per_device_train_batch_size,
+                       grad_accum=1, gradient_checkpointing="unsloth", lora_dropout=0.0,
+                       first_loss=round(losses[0], 3) if losses else None,
+                       final_loss=round(losses[-1], 3) if losses else None,
+                       unsloth=unsloth.__version__, trl=__import__("trl").__version__,
+                       padding_free=getattr(trainer.args, "padding_free", None))
+            rows.append(row)
+            _save(args, "unsloth", rows)
+            del model, trainer
+            gc.collect()
+            torch.cuda.empty_cache()
+    return rows
+
+
+# ---------------------------------------------------------------- orchestration
+def run_side(args, side: str, seconds: float) -> list[dict]:
+    """One side in its own process (at most ``seconds``); a failure becomes a row carrying the error's last lines."""
+    out = args.work / f"rows-{side}.json"
+    out.unlink(missing_ok=True)
+    env = dict(os.environ)
+    if side == "unsloth" and args.unsloth_site:
+        env["PYTHONPATH"] = os.pathsep.join([args.unsloth_site, *args.site_after])
+    cmd = [sys.executable, __file__, "--worker", side, *sys.argv[1:]]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(seconds, 1), check=False)
+        stdout, stderr, code = done.stdout, done.stderr, done.returncode
+    except subprocess.TimeoutExpired as e:
+        stdout, stderr, code = _text(e.stdout), _text(e.stderr) + f"\ntime limit: stopped after {seconds:.0f} s", "timeout"
+    (args.work / f"log-{side}.txt").write_text(stdout + "\n---- stderr\n" + stderr)
+    rows = json.loads(out.read_text()) if out.is_file() else []
+    if code != 0:
+        tail = [line for line in stderr.strip().splitlines() if line.strip() and "it/s]" not in line][-12:]
+        rows.append(dict(stage="*", config=side, dtype="*", failed=True, returncode=code, error=tail))
+        print(f"{side} FAILED ({code}):\n  " + "\n  ".join(tail), flush=True)
+    print(f"{side}: {len(rows)} rows in {time.perf_counter() - start:.0f} s", flush=True)
+    return rows
+
+
+def _text(b) -> str:
+    return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sides", nargs="+", default=["project", "unsloth"], choices=SIDES)
+    parser.add_argument("--stages", nargs="+", default=["sft", "dpo"], choices=["sft", "dpo"])
+    parser.add_argument("--precision", nargs="+", default=["bf16", "fp16"], choices=["bf16", "fp16"])
+    parser.add_argument("--steps", type=int, default=24, help="SFT optimizer steps per configuration")
+    parser.add_argument("--dpo-steps", type=int, default=16, help="DPO optimizer steps per configuration")
+    parser.add_argument("--data", default="../shared/data/ecqa")
+    parser.add_argument("--tokenizer", default="smollm2-135m", help="stand-in tokenizer: preset or folder")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/peers"))
+    parser.add_argument("--unsloth-site", default="", help="folder put first on the Unsloth process's path")
+    parser.add_argument("--site-after", nargs="*", default=[], help="folders after it (bitsandbytes, ...)")
+    parser.add_argument("--deadline", type=float, default=3600, help="seconds for the whole run; the side running then is "
+                        "stopped (keeping its rows so far) and later sides are skipped")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--tag", default="peers")
+    parser.add_argument("--tiny", action="store_true", help="toy model on CPU (project-side levers only)")
+    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    info_path = args.work / "info.json"
+    if args.worker:
+        info = json.loads(info_path.read_text())
+        unsloth_worker(args, info) if args.worker == "unsloth" else project_worker(args, args.worker, info)
+        return
+    import torch
+
+    if not torch.cuda.is_available() and not args.tiny:
+        raise SystemExit("this benchmark needs a CUDA GPU (4-bit NF4 through bitsandbytes); --tiny runs a toy model on CPU")
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    t0 = time.perf_counter()
+    info = prepare(args)
+    info_path.write_text(json.dumps(info))
+    print(f"prepared in {time.perf_counter() - t0:.0f} s on {card}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{dt.date.today().isoformat()}-{card.replace(' ', '-')}-{args.tag}.json"
+    versions = {m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "peft")}
+    rows: list[dict] = []
+    for side in args.sides:
+        left = args.deadline - (time.perf_counter() - t0)
+        if left < 20:
+            print(f"{side}: skipped, {left:.0f} s left of --deadline", flush=True)
+            continue
+        for row in run_side(args, side, left):
+            rows.append({**row, "card": card, "versions": versions if row["config"] != "unsloth" else None})
+        path.write_text(json.dumps(rows, indent=1) + "\n")  # after every side: a cut-off run keeps its rows
+    print(f"\n{'stage':5} {'dtype':5} {'side':13} {'tok/s':>8} {'steady':>8} {'x project':>9} {'peak GiB':>8}  [{card}]")
+    for r in rows:
+        if r.get("failed"):
+            print(f"{'*':5} {'*':5} {r['config']:13} FAILED: {r['error'][-1][:90]}")
+            continue
+        ref = next((p for p in rows if (p["stage"], p["dtype"], p["config"]) == (r["stage"], r["dtype"], "project")), None)
+        ratio = r["tokens_per_s"] / ref["tokens_per_s"] if ref else float("nan")
+        print(f"{r['stage']:5} {r['dtype']:5} {r['config']:13} {r['tokens_per_s']:8.0f} {r['steady_tokens_per_s']:8.0f} "
+              f"{ratio:9.2f} {r['peak_gib']:8.2f}")
+    print(f"rows written to {path}")
+
+
+if __name__ == "__main__":
+    main()
