@@ -147,6 +147,11 @@ def _columns(cells: Sequence[str]) -> str:
         f"<div style='border-left:3px solid #ddd;padding-left:8px;text-align:left'>{c}</div>" for c in cells) + "</div>"
 
 
+def _block(inner: str) -> str:
+    """HTML for a widget pane at reading line height (ipywidgets 8's HTML widget sets 28 px lines)."""
+    return f"<div style='line-height:1.4;text-align:left'>{inner}</div>"
+
+
 def _choices_html(choices: Sequence[str], gold: str | None) -> str:
     items = []
     for letter, text in zip(LETTERS, choices):
@@ -163,11 +168,11 @@ def _browser(n: int, render: Callable[[int], str], label: str, extra: Sequence[W
     """A slider over ``n`` items ("1 of n" shown beside it) and an HTML pane showing ``render(i)``."""
     if n == 0:
         return W.VBox([W.HTML(f"<i>no {label} to show</i>")])
-    slider = W.IntSlider(value=1, min=1, max=n, description=label, continuous_update=False)
-    where, pane = W.HTML(f"1 of {n}"), W.HTML(render(0))
+    slider = W.IntSlider(value=1, min=1, max=n, description=label, continuous_update=False, readout=False)
+    where, pane = W.HTML(f"1 of {n}"), W.HTML(_block(render(0)))
 
     def show(change: Mapping[str, Any]) -> None:
-        where.value, pane.value = f"{change['new']} of {n}", render(change["new"] - 1)
+        where.value, pane.value = f"{change['new']} of {n}", _block(render(change["new"] - 1))
 
     slider.observe(show, names="value")
     return W.VBox([*extra, W.HBox([slider, where]), pane])
