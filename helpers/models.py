@@ -190,13 +190,21 @@ def cuda_device() -> int:
     return device
 
 
+def wants_4bit(name_or_path: str, quantize: bool | None) -> bool:
+    """``quantize`` resolved: None (auto) is 4-bit NF4 on CUDA, unless the model's preset says otherwise."""
+    if quantize is not None:
+        return quantize
+    preset = PRESETS.get(name_or_path) or next((p for p in PRESETS.values() if p.model_id == name_or_path), None)
+    return torch.cuda.is_available() and (preset is None or preset.four_bit)
+
+
 def load_model(name_or_path: str, precision: str = "auto", quantize: bool | None = None) -> Any:
-    """Causal LM: 4-bit NF4 on CUDA (``quantize`` defaults to CUDA available), fp32 on CPU."""
+    """Causal LM: 4-bit NF4 on CUDA (``quantize=None``: `wants_4bit`), fp32 on CPU."""
     from transformers import AutoModelForCausalLM
 
     source, preset = resolve(name_or_path)
     dtype = compute_dtype(precision)
-    quantize = torch.cuda.is_available() if quantize is None else quantize
+    quantize = wants_4bit(name_or_path, quantize)
     kwargs: dict[str, Any] = {"dtype": dtype, "token": hf_token()}
     if quantize:
         kwargs["quantization_config"] = quantization_config(dtype)
@@ -277,9 +285,9 @@ def load_adapter_model(adapter_dir: str | Path, precision: str = "auto", trainab
     """
     from peft import PeftModel
 
-    quantize = torch.cuda.is_available() if quantize is None else quantize
-    merge = not trainable and not quantize
     base = adapter_base(adapter_dir)
+    quantize = wants_4bit(base, quantize)
+    merge = not trainable and not quantize
     model = base_for_merge(adapter_dir, precision) if merge else load_model(base, precision=precision,
                                                                            quantize=quantize)
     try:

@@ -91,7 +91,7 @@ def parse_text(name: str, hint: Any, raw: str, labels: tuple | None = None) -> A
     """A value typed as text (command line, a form's text box) -> the field's type; ValueError naming the field."""
     inner, optional = _optional(hint)
     text = raw.strip()
-    for value, label in labels or ():  # a label, its first words ("auto" for "auto (4-bit on a GPU)") or the value
+    for value, label in labels or ():  # a label, its first words ("auto" for "auto (4-bit on a GPU for 1B models)") or the value
         if text.lower() in (str(label).lower(), str(label).split(" (")[0].lower(), str(value).lower()):
             return value
     if optional and text.lower() in NONE_WORDS:
@@ -149,7 +149,7 @@ class Settings:
     precision: str = setting("auto", "compute precision; auto: bf16 where the GPU has it, fp16 on a T4, fp32 on CPU",
                              choices=PRECISIONS)
     quantize: bool | None = setting(None, "base weights: 4-bit NF4 (QLoRA) or full precision",
-                                    labels=((None, "auto (4-bit on a GPU)"), (True, "4-bit"),
+                                    labels=((None, "auto (4-bit on a GPU for 1B models)"), (True, "4-bit"),
                                             (False, "full precision")))
 
     def __post_init__(self) -> None:

@@ -78,7 +78,7 @@ def test_options_override_the_settings_file(tmp_path):
         ("auto", None),
         ("none", None),
         ("", None),
-        ("AUTO (4-bit on a GPU)", None),
+        ("AUTO (4-bit on a GPU for 1B models)", None),
         ("true", True),
         ("4-bit", True),
         ("yes", True),

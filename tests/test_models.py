@@ -177,3 +177,14 @@ def test_adapter_base_prefers_saved_settings(tmp_path):
     assert models.adapter_base(tmp_path) == "/some/cache/folder"
     (tmp_path / "settings.json").write_text(json.dumps({"model": "smollm2-135m"}))
     assert models.adapter_base(tmp_path) == "smollm2-135m"
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_auto_quantize_is_4bit_on_cuda_except_for_the_embedded_135m_model(monkeypatch, cuda):
+    """quantize=None means 4-bit NF4 on a GPU for Llama-3.2-1B (presets, Hub ids, local folders), never for the
+    embedded SmolLM2, whose weights are a dequantized 4-bit GGUF already; an explicit True/False always wins."""
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: cuda)
+    for name in ("llama-3.2-1b", "meta-llama/Llama-3.2-1B-Instruct", "some/other-model"):
+        assert models.wants_4bit(name, None) is cuda
+    assert models.wants_4bit("smollm2-135m", None) is False
+    assert models.wants_4bit("smollm2-135m", True) is True and models.wants_4bit("llama-3.2-1b", False) is False
