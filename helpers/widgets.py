@@ -90,6 +90,19 @@ class SettingsForm(W.VBox):
         super().__init__(children=[*children, self.status])
         self._show()
 
+    def edit(self, **values: Any) -> SettingsForm:
+        """Set controls as a learner would (a labelled control takes the field's value, e.g. ``quantize=False``);
+        the settings are rebuilt and checked as after any edit. Headless runs and tests use it."""
+        for name, value in values.items():
+            f, widget = self._fields[name], self.controls[name]
+            if f.metadata.get("labels"):
+                widget.value = [v for v, _ in f.metadata["labels"]].index(value)
+            elif isinstance(widget, W.Text) and not isinstance(widget, W.Combobox):
+                widget.value = ", ".join(value) if isinstance(value, (tuple, list)) else "" if value is None else str(value)
+            else:
+                widget.value = value
+        return self
+
     @property
     def widget(self) -> W.Widget:
         """The widget to display (the form itself)."""

@@ -10,6 +10,7 @@ this file.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import ipywidgets as W
@@ -159,3 +160,14 @@ def test_each_control_carries_its_help_and_allowed_values(cls):
 def test_a_form_of_edited_settings_shows_them():
     s = EvalSettings(**edited(EvalSettings))
     assert widgets.SettingsForm(s).settings == s
+
+
+def test_edit_sets_controls_as_a_learner_would():
+    """`SettingsForm.edit` (used by the notebooks' FORM_EDITS and the smoke runs) goes through the controls, so the
+    typed result is what a learner's edit gives: the tri-state stays a bool, the learning rate a float."""
+    form = widgets.SettingsForm(SFTSettings()).edit(learning_rate=3e-4, quantize=False, lora_r=8, train_sample_size=12)
+    s = form.settings
+    assert (s.learning_rate, s.quantize, s.lora_r, s.train_sample_size) == (3e-4, False, 8, 12)
+    assert SFTSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    with pytest.raises(ValueError, match="learning_rate"):
+        widgets.SettingsForm(SFTSettings()).edit(learning_rate=-1e-3).settings
