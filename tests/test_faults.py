@@ -271,6 +271,7 @@ def test_evaluation_killed_midway_holds_one_record_per_question(sft_run, ecqa_lo
         data_source=str(ecqa_dir),
         root=str(sft_run.artifacts),
         variants=["base", "sft"],
+        modes=["cot", "letter"],  # (the default now adds cloze)
         sample_size=6,
         batch_size=2,
         max_new_tokens=16,
