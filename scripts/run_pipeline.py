@@ -29,8 +29,9 @@ PRESETS: dict[str, dict[str, dict]] = {
             "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6, "max_length": 384},
         },
         # 3 steps: random batches, so 03's loss check compares like with like (grouping by length,
-        # the default, puts the longest batch first)
+        # the default, puts the longest batch first). FORM_EDITS go through the settings form, as a learner's do.
         "03_sft": {
+            "FORM_EDITS": {"learning_rate": 3e-4, "quantize": False, "lora_r": 8},
             "OVERRIDES": {
                 "max_steps": 3,
                 "per_device_train_batch_size": 4,
@@ -43,6 +44,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             }
         },
         "04_dpo": {
+            "FORM_EDITS": {"beta": 0.2, "learning_rate": 1e-5},
             "OVERRIDES": {
                 "max_steps": 3,
                 "per_device_train_batch_size": 2,
@@ -60,7 +62,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         "02_pairs": {
             "STRATEGY": "on_policy",
             "TRAIN_SAMPLE_SIZE": 32,
-            "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 96, "batch_size": 16, "max_length": 448},
+            # a bounded sampling budget (32 questions x 4 samples x at most 80 tokens) keeps the demo near 15 minutes
+            "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 80, "batch_size": 32, "max_length": 448},
         },
         "03_sft": {
             "OVERRIDES": {
@@ -105,8 +108,8 @@ def parameters(preset: str, notebook: str, data: str, root: Path) -> dict:
     return {**shared, **table.get(notebook, {})}
 
 
-def run(preset: str, data: str, out: Path, only: list[str] | None = None) -> Path:
-    """Execute the notebooks in order; return the artifacts root."""
+def run(preset: str, data: str, out: Path, only: list[str] | None = None, times: dict | None = None) -> Path:
+    """Execute the notebooks in order (seconds per notebook into ``times``); return the artifacts root."""
     import papermill as pm
 
     out = out.resolve()
@@ -125,7 +128,10 @@ def run(preset: str, data: str, out: Path, only: list[str] | None = None) -> Pat
             kernel_name="python3",
             progress_bar=False,
         )
-        print(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - start:.0f} s", flush=True)
+        seconds = time.perf_counter() - start
+        if times is not None:
+            times[name] = seconds
+        print(f"[{i}/{len(names)}] {name} done in {seconds:.0f} s", flush=True)
     return root
 
 
@@ -141,7 +147,8 @@ def main() -> None:
     if args.data != "hub" and not Path(args.data).is_dir():
         sys.exit(f"data folder {args.data} not found: pass --data PATH (layout of shared/data/ecqa) or --data hub")
     start = time.perf_counter()
-    root = run(args.preset, args.data, args.out, args.only)
+    times: dict[str, float] = {}
+    root = run(args.preset, args.data, args.out, args.only, times)
     table = root / "eval" / "results.csv"
     if table.is_file():
         import pandas as pd
@@ -151,8 +158,9 @@ def main() -> None:
         comparisons = root / "eval" / "comparisons.csv"
         if comparisons.is_file():
             print(pd.read_csv(comparisons).to_string(index=False))
+    print("\nseconds per notebook: " + ", ".join(f"{n} {t:.0f}" for n, t in times.items()))
     print(
-        f"\npipeline finished in {time.perf_counter() - start:.0f} s; executed notebooks in {args.out / 'notebooks'}"
+        f"pipeline finished in {time.perf_counter() - start:.0f} s; executed notebooks in {args.out / 'notebooks'}"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import re
 from pathlib import Path
 from types import ModuleType
@@ -91,12 +92,17 @@ def test_ends_with_check_yourself_then_exercises(notebook: tuple[Path, nbformat.
 def test_smoke_pipeline_runs_all_notebooks(ecqa_dir: Path, tmp_path: Path) -> None:
     """The main job in its smoke preset: 01 -> 05 executed headless on SmolLM2, artifacts as promised."""
     pytest.importorskip("papermill")
-    root = _script("run_pipeline").run("smoke", str(ecqa_dir), tmp_path)
+    pipeline = _script("run_pipeline")
+    root = pipeline.run("smoke", str(ecqa_dir), tmp_path)
     executed = sorted(p.stem for p in (tmp_path / "notebooks").glob("*.ipynb"))
     assert executed == EXPECTED
     assert (root / "data" / "dpo_pairs.jsonl").is_file()
     for variant in ("sft", "dpo"):
         assert (root / "outputs" / variant / "adapter_model.safetensors").is_file(), f"no {variant} adapter"
+    for variant, notebook in (("sft", "03_sft"), ("dpo", "04_dpo")):  # the form's edits reached the saved settings
+        saved = json.loads((root / "outputs" / variant / "settings.json").read_text())
+        edits = pipeline.PRESETS["smoke"][notebook]["FORM_EDITS"]
+        assert edits and all(saved[k] == v for k, v in edits.items()), (variant, edits, saved)
     results = pd.read_csv(root / "eval" / "results.csv")
     assert {"base", "sft", "dpo"} <= set(results["variant"]), results
     assert (root / "eval" / "accuracy.png").is_file()
