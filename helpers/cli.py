@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def _field_help(f, hint) -> str:  # noqa: ANN001
     meta = f.metadata
     parts = [meta.get("help", ""), f"({describe(hint)}"]
     if meta.get("choices"):
-        parts[-1] += "; one of " + ", ".join(map(str, meta["choices"]))
+        many = typing.get_origin(hint) is tuple
+        parts[-1] += ("; some of " if many else "; one of ") + ", ".join(map(str, meta["choices"]))
     if meta.get("labels"):
         parts[-1] += "; " + ", ".join(f"{v} = {label}" for v, label in meta["labels"])
     default = f.default if f.default is not MISSING else None

@@ -25,9 +25,11 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def sidecar(path: str | Path) -> Path:
-    """Where a file's provenance is kept: ``<file>.provenance.json`` (``provenance.json`` inside a folder)."""
+    """Where a file's provenance is kept: ``<file>.provenance.json`` (``provenance.json`` inside a folder, also one
+    that does not exist yet: a path without a suffix)."""
     path = Path(path)
-    return path / "provenance.json" if path.is_dir() else path.with_name(path.name + ".provenance.json")
+    folder = path.is_dir() or (not path.exists() and not path.suffix)  # a folder not made yet has no suffix
+    return path / "provenance.json" if folder else path.with_name(path.name + ".provenance.json")
 
 
 def file_hash(path: str | Path) -> str:

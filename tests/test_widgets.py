@@ -82,7 +82,7 @@ def test_invalid_value_shows_error_and_blocks_settings(field, bad):
 def _records() -> pd.DataFrame:
     # q1: base wrong, sft right, dpo right      -> fixed by SFT
     # q2: base right, sft right, dpo wrong      -> broken by DPO
-    # q3: all wrong, base unparsable            -> all models wrong, parse failure
+    # q3: all wrong, base unparsable            -> all variants wrong, parse failure
     # q4: base wrong, sft right, dpo wrong      -> fixed by SFT and broken by DPO
     table = {"q1": (0, 1, 1), "q2": (1, 1, 0), "q3": (0, 0, 0), "q4": (0, 1, 0)}
     rows = []
@@ -112,7 +112,7 @@ def _records() -> pd.DataFrame:
         ("all", ["q1", "q2", "q3", "q4"]),
         ("fixed by SFT", ["q1", "q4"]),
         ("broken by DPO", ["q2", "q4"]),
-        ("all models wrong", ["q3"]),
+        ("all variants wrong", ["q3"]),
         ("parse failures", ["q3"]),
     ],
 )
@@ -140,7 +140,7 @@ def test_cot_inspector_builds_and_switches_filter():
     box = widgets.cot_inspector(df, validation, metrics.FILTERS)
     dropdown, body = box.children
     assert "4 question(s)" in body.children[0].value
-    dropdown.value = "all models wrong"
+    dropdown.value = "all variants wrong"
     assert "1 question(s)" in body.children[0].value
     pane = body.children[1].children[-1]
     assert "question q3?" in pane.value and "<b>base</b>" in pane.value and "<b>dpo</b>" in pane.value
