@@ -12,7 +12,6 @@ The merge itself (stale rank files, a record of another run) is also checked in-
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from conftest import child_env
 from safetensors import safe_open
 
 from helpers.evaluation import RECORD_FIELDS, merge_rank_files, rank_file, read_records
@@ -36,17 +36,7 @@ def launch(step: str, settings: Path, *options: str) -> str:
     with socket.socket() as s:  # a free port: tests running side by side must not share a rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    threads = os.environ.get("MCQ_TEST_THREADS", "1")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    for key in ("WANDB_API_KEY", "WANDB_MODE", "HF_TOKEN", "ACCELERATE_USE_CPU", "WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(key, None)
+    env = child_env("ACCELERATE_USE_CPU", "WORLD_SIZE", "RANK", "LOCAL_RANK")
     cmd = [
         sys.executable,
         "-m",

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from conftest import child_env
 from safetensors import safe_open
 
 from helpers import pairs as P
@@ -45,21 +46,6 @@ TRAIN = dict(
 SEED = 42  # the settings' default: which questions train_sample_size and sample_size pick
 
 pytestmark = pytest.mark.slow
-
-
-def child_env() -> dict[str, str]:
-    threads = os.environ.get("MCQ_TEST_THREADS", "1")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    for key in ("WANDB_API_KEY", "WANDB_MODE", "HF_TOKEN"):
-        env.pop(key, None)
-    return env
 
 
 def write_settings(folder: Path, name: str, **fields) -> Path:
