@@ -380,3 +380,80 @@ def records_files(folder: str | Path) -> list[Path]:
         variant = m.group(1)[: -len(mode) - 1] if mode else m.group(1)
         found.setdefault(variant, []).append((MODE_NAMES.index(mode) if mode else len(MODE_NAMES), p))
     return [p for v in variant_order(found) for _, p in sorted(found[v])]
+
+
+# ---------------------------------------------------------------- tables for people (display only)
+def _letters_percent(letters: str, n: int) -> str:
+    """``"A:125 B:107 ... none:512"`` (counts) -> ``"A 10 · B 9 · ... · none 42"`` (percent of ``n``)."""
+    parts = (p.split(":") for p in str(letters).split())
+    return " · ".join(f"{key} {100 * int(count) / max(n, 1):.0f}" for key, count in parts)
+
+
+def compact_table(df: pd.DataFrame, numeric: Sequence[str] = (), caption: str | None = None) -> Any:
+    """A compact pandas Styler for a notebook: no index, cells unwrapped (so "dpo-on-policy" stays one word; headers
+    may wrap), text left, the ``numeric`` columns right, an optional caption below."""
+    text = [c for c in df.columns if c not in numeric]
+    pad = ("padding", "2px 8px")
+    styler = df.style.hide(axis="index")
+    if caption:
+        styler = styler.set_caption(caption)
+    return (
+        styler.set_table_styles(
+            [
+                {"selector": "th", "props": [pad, ("text-align", "left"), ("vertical-align", "bottom")]},
+                {"selector": "td", "props": [pad, ("white-space", "nowrap")]},
+                {"selector": "caption", "props": [("caption-side", "bottom"), ("text-align", "left"), pad]},
+            ]
+        )
+        .set_table_styles(
+            {c: [{"selector": "th", "props": [("text-align", "right")]}] for c in numeric}, overwrite=False
+        )
+        .set_properties(subset=text, **{"text-align": "left"})
+        .set_properties(subset=list(numeric), **{"text-align": "right"})
+    )
+
+
+def _generates(mode: str) -> bool:
+    return MODES[mode].generates if mode in MODES else True
+
+
+def summary_view(summary: pd.DataFrame) -> Any:
+    """`summarize`'s table for reading in a notebook (~850 px): percentages to one decimal, the CI as one "lo–hi"
+    column, predicted letters as percentages in one string; parse failures and CoT tokens only where a mode
+    generates. Returns a pandas Styler (``.data`` is the plain frame)."""
+    gen = summary["mode"].map(_generates)
+    pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
+    n = summary["n"]
+    df = pd.DataFrame(
+        {
+            "variant": summary["variant"],
+            "mode": summary["label"],
+            "n": n,
+            "accuracy %": summary["accuracy"].map(pct),
+            "95% CI": [f"{100 * lo:.1f}–{100 * hi:.1f}" for lo, hi in zip(summary["ci_low"], summary["ci_high"])],
+            "no letter %": [pct(r) if g else "–" for r, g in zip(summary["parse_fail_rate"], gen)],
+            "predicted letters %": [_letters_percent(s, k) for s, k in zip(summary["letters"], n)],
+            "CoT tokens": [f"{t:.0f}" if g else "–" for t, g in zip(summary["mean_new_tokens"], gen)],
+        }
+    )
+    caption = "mean CoT tokens per answer; no letter: the CoT had no readable Answer line"
+    if n.nunique() == 1:
+        df, caption = df.drop(columns="n"), f"{int(n.iat[0]):,} questions per row; {caption}"
+    return compact_table(df, [c for c in ("n", "accuracy %", "no letter %", "CoT tokens") if c in df], caption)
+
+
+def failures_view(summary: pd.DataFrame) -> Any:
+    """The CoT rows of `summarize`'s table: parse failures by kind (counts) beside the no-letter and top-letter
+    shares in percent. Returns a pandas Styler (``.data`` is the plain frame)."""
+    cot = summary[summary["mode"].map(_generates)]
+    df = pd.DataFrame(
+        {
+            "variant": cot["variant"],
+            "mode": cot["label"],
+            "no letter %": cot["parse_fail_rate"].map(lambda x: f"{100 * x:.1f}"),
+            **{f.replace("_", " "): cot[f] for f in FAILURES},
+            "top letter": [f"{t} ({100 * s:.0f}%)" for t, s in zip(cot["top_letter"], cot["top_share"])],
+        }
+    ).reset_index(drop=True)
+    numeric = ["no letter %", *(f.replace("_", " ") for f in FAILURES)]
+    return compact_table(df, numeric, "counts of answers with no letter, by why; each has exactly one kind")

@@ -13,11 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from helpers.answers import LETTERS
 from helpers.metrics import variant_order
 
 CHANCE = 1 / len(LETTERS)
+LETTER_TARGET = 0.3  # issue 13's target: no letter above 30% of a variant's CoT answers (gold letters are ~20% each)
+FONT = 10  # points; figures are sized to show at 1:1 in a ~850 px notebook output (100 dpi), so this stays readable
 
 
 def _draw_accuracy(ax: Any, summary_df: pd.DataFrame) -> None:
@@ -33,21 +36,23 @@ def _draw_accuracy(ax: Any, summary_df: pd.DataFrame) -> None:
         acc = sub["accuracy"].to_numpy(dtype=float)
         err = np.vstack([acc - sub["ci_low"].to_numpy(dtype=float), sub["ci_high"].to_numpy(dtype=float) - acc])
         bars = ax.bar(x + (k - (len(labels) - 1) / 2) * width, acc, width, yerr=err, capsize=3, label=label)
-        ax.bar_label(bars, labels=["" if np.isnan(a) else f"{a:.0%}" for a in acc], padding=2, fontsize=7)
+        ax.bar_label(bars, labels=["" if np.isnan(a) else f"{a:.0%}" for a in acc], padding=2, fontsize=FONT - 1)
     ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label=f"chance ({CHANCE:.0%})")
-    ax.set_xticks(x, variants)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy (95% Wilson CI)")
-    ax.legend(loc="upper left", fontsize=7)
+    ax.set_xticks(x, variants, fontsize=FONT)
+    top = np.nanmax([summary_df["ci_high"].max(), CHANCE])
+    ax.set_ylim(0, min(1.0, np.ceil((top + 0.1) * 10) / 10))  # from 0, so bar heights compare; headroom for labels
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.tick_params(labelsize=FONT)
+    ax.set_ylabel("accuracy (95% Wilson CI)", fontsize=FONT)
+    ax.legend(loc="upper left", fontsize=FONT - 1, ncols=len(labels) + 1, title="mode", title_fontsize=FONT - 1)
 
 
 def accuracy_chart(summary_df: pd.DataFrame, title: str = "CommonsenseQA validation accuracy") -> Figure:
     """Grouped bars: accuracy per variant (groups, pipeline order) and mode (bars), 95% Wilson CIs, chance line."""
-    variants, labels = summary_df.get("variant", ()), summary_df.get("label", ())
-    fig = Figure(figsize=(1.6 + 0.7 * len(set(variants)) * max(1, len(set(labels))), 4), layout="constrained")
+    fig = Figure(figsize=(8.5, 3.6), layout="constrained")
     ax = fig.add_subplot()
     _draw_accuracy(ax, summary_df)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=FONT + 1)
     return fig
 
 
@@ -62,49 +67,90 @@ LETTER_COLORS = {
 
 
 def _draw_letters(ax: Any, dist: pd.DataFrame, label: str) -> None:
-    sub = dist[dist["label"] == label].set_index("variant").reindex(variant_order(dist["variant"])).dropna(how="all")
-    bottom = np.zeros(len(sub))
+    """Horizontal 100% bars, one per variant (pipeline order, top to bottom), so names stay horizontal."""
+    # every variant in every panel (an empty row where one was not run in this mode): the panels share the y-axis
+    sub = dist[dist["label"] == label].set_index("variant").reindex(variant_order(dist["variant"])).fillna(0.0)
+    left = np.zeros(len(sub))
+    y = np.arange(len(sub))
     for key, color in LETTER_COLORS.items():
         share = sub[key].to_numpy(dtype=float)
-        bars = ax.bar(sub.index, share, 0.7, bottom=bottom, color=color, label=key)
-        ax.bar_label(bars, labels=[key if v >= 0.08 else "" for v in share], label_type="center", fontsize=7)
-        bottom += share
-    ax.axhline(0.3, color="black", linestyle=":", linewidth=1)
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{label}: predicted letters", fontsize=9)
-    ax.tick_params(axis="x", labelsize=7, rotation=20)
+        name, room = (key, 0.07) if key != "none" else ("no letter", 0.15)
+        bars = ax.barh(y, share, 0.7, left=left, color=color, label=name)
+        ax.bar_label(bars, labels=[name if v >= room else "" for v in share], label_type="center", fontsize=FONT - 1)
+        left += share
+    ax.axvline(LETTER_TARGET, color="black", linestyle=":", linewidth=1.2, label=f"{LETTER_TARGET:.0%} target")
+    ax.set_yticks(y, sub.index, fontsize=FONT)
+    ax.set_ylim(len(sub) - 0.5, -0.5)  # first variant on top
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.tick_params(labelsize=FONT)
+    ax.set_title(f"{label}: predicted letters", fontsize=FONT)
+
+
+def _letter_legend(fig: Any, ax: Any) -> None:
+    """One row under the panels: the letters, then the dotted target line."""
+    handles, names = ax.get_legend_handles_labels()
+    order = sorted(range(len(names)), key=lambda i: names[i].endswith("target"))
+    names = [f"target: no letter above {LETTER_TARGET:.0%}" if n.endswith("target") else n for n in names]
+    fig.legend(
+        [handles[i] for i in order],
+        [names[i] for i in order],
+        loc="outside lower center",
+        ncols=len(names),
+        fontsize=FONT - 1,
+        frameon=False,
+        columnspacing=1.2,
+        handlelength=1.5,
+    )
+
+
+def _letter_grid(fig: Figure, labels: list[str]) -> list[Any]:
+    ncols = len(labels) if len(labels) <= 3 else 2
+    nrows = -(-len(labels) // ncols)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True, gridspec_kw={"wspace": 0.08}).ravel()
+    for ax in axes[len(labels) :]:
+        ax.set_visible(False)
+    return list(axes[: len(labels)])
 
 
 def letter_chart(dist: pd.DataFrame) -> Figure:
-    """Stacked shares of predicted letters per variant (pipeline order), one panel per mode (`letter_distribution`).
+    """Shares of predicted letters per variant (pipeline order, top to bottom), one panel per mode
+    (`letter_distribution`).
 
-    The dotted line marks 30%: a letter above it is a position habit, not knowledge (gold letters are ~20% each).
+    The dotted line marks 30%, issue 13's target: a letter above it is a position habit, not knowledge (gold letters
+    are ~20% each).
     """
     labels = list(dict.fromkeys(dist["label"]))
     if not labels:
         raise ValueError("no records to plot: dist comes from helpers.metrics.letter_distribution(records)")
-    fig = Figure(figsize=(1.2 + 2.6 * len(labels), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(labels), squeeze=False, sharey=True)[0]
+    n_variants = dist["variant"].nunique()
+    rows = -(-len(labels) // (len(labels) if len(labels) <= 3 else 2))
+    fig = Figure(figsize=(8.5, 1.0 + rows * (0.8 + 0.35 * n_variants)), layout="constrained")
+    axes = _letter_grid(fig, labels)
     for ax, label in zip(axes, labels):
         _draw_letters(ax, dist, label)
-    axes[0].set_ylabel("share of answers")
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    _letter_legend(fig, axes[0])
     return fig
 
 
 def results_chart(summary_df: pd.DataFrame, dist: pd.DataFrame, title: str = "CommonsenseQA validation") -> Figure:
-    """Accuracy per variant and mode (left) beside the predicted-letter distribution per variant and mode (right)."""
+    """Accuracy per variant and mode (top) above the predicted-letter distribution per variant, one panel per mode."""
     labels = list(dict.fromkeys(dist["label"]))
-    n_variants = len(set(summary_df["variant"]))
-    fig = Figure(figsize=(2 + 0.6 * n_variants * len(labels) + 2.4 * len(labels), 3.8), layout="constrained")
-    widths = [max(3.0, 0.6 * n_variants * len(labels))] + [2.4] * len(labels)
-    axes = fig.subplots(1, 1 + len(labels), gridspec_kw={"width_ratios": widths})
-    _draw_accuracy(axes[0], summary_df)
-    axes[0].set_title("accuracy", fontsize=9)
-    for ax, label in zip(axes[1:], labels):
-        _draw_letters(ax, dist, label)
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-    fig.suptitle(title)
+    if not labels:
+        raise ValueError("no records to plot: dist comes from helpers.metrics.letter_distribution(records)")
+    n_variants = dist["variant"].nunique()
+    rows = -(-len(labels) // (len(labels) if len(labels) <= 3 else 2))
+    letters_h = rows * (0.8 + 0.35 * n_variants)
+    fig = Figure(figsize=(8.5, 3.4 + letters_h + 0.9), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.4, letters_h + 0.9])
+    ax = top.add_subplot()
+    _draw_accuracy(ax, summary_df)
+    ax.set_title("accuracy per variant and mode", fontsize=FONT)
+    axes = _letter_grid(bottom, labels)
+    for a, label in zip(axes, labels):
+        _draw_letters(a, dist, label)
+    _letter_legend(bottom, axes[0])
+    fig.suptitle(title, fontsize=FONT + 2)
     return fig
 
 
@@ -131,25 +177,41 @@ def loss_curve(log_history: Sequence[Mapping], keys: Sequence[str] = ("loss",), 
     return fig
 
 
-def length_histograms(prompt_lens: Sequence[int], completion_lens: Sequence[int], max_length: int | None = None) -> Figure:
-    """Token-length histograms of prompts, completions and their total (what ``max_length`` cuts), with the
-    median and maximum marked, and ``max_length`` on the total's panel."""
+def _mark_max_length(ax: Any, lens: np.ndarray, max_length: int) -> None:
+    """``max_length`` as a line near the data; far beyond it, an arrow above the right edge (data keeps the axis)."""
+    cut = (lens > max_length).mean()
+    text = f"max_length {max_length} (cuts {cut:.1%})"
+    hi = lens.max()
+    if max_length <= hi + 0.25 * (hi - lens.min() + 1):
+        ax.axvline(max_length, color="tab:orange", linewidth=2, label=text)
+        return
+    # far beyond the data: named above the panel's right edge instead of stretching the x-axis to reach it
+    ax.set_title(f"{text} →", loc="right", color="tab:orange", fontsize=FONT, fontweight="bold")
+
+
+def length_histograms(
+    prompt_lens: Sequence[int], completion_lens: Sequence[int], max_length: int | None = None
+) -> Figure:
+    """Token-length histograms of prompts and completions (top) and their total, what ``max_length`` cuts (bottom),
+    with the median and maximum marked and ``max_length`` on the total's panel (an arrow when it lies far right)."""
     total = np.asarray(prompt_lens) + np.asarray(completion_lens)
-    fig = Figure(figsize=(12, 3.2), layout="constrained")
+    fig = Figure(figsize=(8.5, 5.6), layout="constrained")
+    axes = fig.subplot_mosaic([["prompt", "completion"], ["prompt + completion"] * 2])
     panels = (("prompt", prompt_lens), ("completion", completion_lens), ("prompt + completion", total))
-    for ax, (name, lens) in zip(fig.subplots(1, 3), panels):
-        lens = np.asarray(lens)
+    for name, lens in panels:
+        ax, lens = axes[name], np.asarray(lens)
         if lens.size == 0:
             raise ValueError(f"no {name} lengths to plot")
         ax.hist(lens, bins=min(40, max(5, len(np.unique(lens)))), color="tab:blue", alpha=0.8)
         ax.axvline(np.median(lens), color="black", linestyle="--", linewidth=1, label=f"median {np.median(lens):.0f}")
-        ax.axvline(lens.max(), color="tab:red", linestyle=":", linewidth=1, label=f"max {lens.max()}")
+        ax.axvline(lens.max(), color="tab:red", linestyle=":", linewidth=1.5, label=f"max {lens.max()}")
         if max_length is not None and name == "prompt + completion":
-            cut = (lens > max_length).mean()
-            ax.axvline(max_length, color="tab:orange", linewidth=2, label=f"max_length {max_length} (cuts {cut:.1%})")
-        ax.set_xlabel(f"{name} tokens")
-        ax.set_ylabel("examples")
-        ax.legend(fontsize=8)
+            _mark_max_length(ax, lens, max_length)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+        ax.tick_params(labelsize=FONT)
+        ax.set_xlabel(f"{name} tokens", fontsize=FONT)
+        ax.set_ylabel("examples", fontsize=FONT)
+        ax.legend(fontsize=FONT - 1)
     return fig
 
 

@@ -358,6 +358,12 @@ def _ticks(ax) -> list[str]:
     return [t.get_text() for t in ax.get_xticklabels()]
 
 
+def _yticks(ax) -> list[str]:
+    """Tick labels top to bottom (horizontal bars, y-axis inverted so the first variant is on top)."""
+    assert ax.yaxis_inverted(), "the first variant belongs on top"
+    return [t.get_text() for t in ax.get_yticklabels()]
+
+
 def test_plots_return_figures_with_variants_in_pipeline_order():
     recs = [
         {
@@ -378,10 +384,13 @@ def test_plots_return_figures_with_variants_in_pipeline_order():
     acc = accuracy_chart(summary)
     assert _ticks(acc.axes[0]) == order
     assert [t.get_text() for t in acc.axes[0].get_legend().get_texts()][1:] == ["cot", "letter"]  # registry order
-    letters = letter_chart(dist)
-    assert len(letters.axes) == 2 and all(_ticks(ax) == order for ax in letters.axes)
+    letters = letter_chart(dist)  # horizontal bars: variants on the y-axis, first on top
+    assert len(letters.axes) == 2 and _yticks(letters.axes[0]) == order
+    assert letters.axes[1].get_shared_y_axes().joined(*letters.axes), "one variant per row across the mode panels"
     both = results_chart(summary, dist)
-    assert [_ticks(ax) for ax in both.axes] == [order] * 3
+    assert [_ticks(both.axes[0]), _yticks(both.axes[1])] == [order] * 2 and len(both.axes) == 3
+    legends = both.legends + [leg for sub in both.subfigs for leg in sub.legends]
+    assert "target: no letter above 30%" in [t.get_text() for leg in legends for t in leg.get_texts()]
     figs = [
         loss_curve([{"step": 5, "loss": 2.0}, {"step": 10, "loss": 1.5}, {"train_runtime": 3.0}]),
         loss_curve([{"step": 1, "loss": 1.0, "rewards/margins": 0.1}], keys=("loss", "rewards/margins")),
@@ -392,6 +401,18 @@ def test_plots_return_figures_with_variants_in_pipeline_order():
     assert len(figs[1].axes) == 2
     with pytest.raises(ValueError, match="eval_loss"):
         loss_curve([{"step": 1, "loss": 1.0}], keys=("eval_loss",))
+
+
+def test_length_histograms_keep_the_data_wide_and_counts_whole():
+    far = length_histograms([100, 110, 120], [40, 60, 62], max_length=512)
+    total = far.axes[2]
+    assert total.get_xlim()[1] < 300, "a max_length far beyond the data must not stretch the x-axis to it"
+    assert "max_length 512 (cuts 0.0%) →" in total.get_title(loc="right")
+    assert all(float(v).is_integer() for v in total.get_yticks()), "histogram counts are whole numbers"
+    near = length_histograms([100, 110, 120], [40, 60, 62], max_length=170)
+    assert near.axes[2].get_xlim()[1] >= 170 and "max_length 170 (cuts 33.3%)" in [
+        t.get_text() for t in near.axes[2].get_legend().get_texts()
+    ]
 
 
 # ---------------------------------------------------------------- real model

@@ -14,7 +14,9 @@ from helpers.metrics import (
     FILTERS,
     SUMMARY_COLUMNS,
     classify_failure,
+    compact_table,
     default_pairs,
+    failures_view,
     inspector_filter,
     letter_distribution,
     load_records,
@@ -23,6 +25,7 @@ from helpers.metrics import (
     paired_comparisons,
     records_files,
     summarize,
+    summary_view,
     variant_order,
     wilson_interval,
 )
@@ -80,6 +83,42 @@ def test_mcnemar_no_discordant():
 def test_mcnemar_length_mismatch():
     with pytest.raises(ValueError):
         mcnemar_exact([True, False], [True])
+
+
+def test_summary_and_failures_views_are_compact_and_rounded():
+    records = [
+        rec(1, "sft", True, new_tokens=20),
+        rec(2, "sft", False, parsed=None, new_tokens=41, failure="no_anchor"),
+        rec(3, "sft", True, parsed="C", new_tokens=30),
+        rec(1, "base", True, mode="letter", new_tokens=0),
+        rec(2, "base", False, mode="letter", parsed="B", new_tokens=0),
+        rec(3, "base", True, mode="letter", new_tokens=0),
+    ]
+    summary = summarize(records)
+    view = summary_view(summary)
+    table = view.data
+    # n is the same in every row: said once in the caption instead of a column
+    assert list(table.columns) == [
+        "variant",
+        "mode",
+        "accuracy %",
+        "95% CI",
+        "no letter %",
+        "predicted letters %",
+        "CoT tokens",
+    ]
+    base, sft = table.iloc[0], table.iloc[1]
+    assert (sft["accuracy %"], sft["no letter %"], sft["CoT tokens"]) == ("66.7", "33.3", "30")
+    lo, hi = wilson_interval(2, 3)
+    assert sft["95% CI"] == f"{100 * lo:.1f}–{100 * hi:.1f}"
+    assert sft["predicted letters %"] == "A 33 · B 0 · C 33 · D 0 · E 0 · none 33"
+    assert (base["no letter %"], base["CoT tokens"]) == ("–", "–"), "a scoring mode writes no CoT"
+    html = view.to_html()
+    assert "3 questions per row" in html and '<th class="blank' not in html and "row_heading" not in html
+    failures = failures_view(summary).data
+    assert list(failures.index) == [0] and failures.iloc[0]["no letter %"] == "33.3"
+    assert failures.iloc[0]["no anchor"] == 1 and failures.iloc[0]["top letter"] == "A (33%)"
+    assert "nowrap" in compact_table(pd.DataFrame({"a": ["dpo-on-policy"]})).to_html()
 
 
 def test_summarize_small():
