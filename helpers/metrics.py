@@ -24,7 +24,7 @@ from helpers.answers import _ANCHOR, _SPECIAL, LETTERS  # the one parser's ancho
 from helpers.eval_modes import MODE_NAMES, MODES, mode_label
 
 FAILURES = ("out_of_tokens", "dangling_anchor", "no_anchor")
-FILTERS = ("all", "fixed by SFT", "broken by DPO", "all models wrong", "parse failures")
+FILTERS = ("all", "fixed by SFT", "broken by DPO", "all variants wrong", "parse failures")
 _REQUIRED = ("id", "variant", "mode", "parsed", "correct", "new_tokens")
 
 
@@ -353,7 +353,7 @@ def inspector_filter(records_df: pd.DataFrame, name: str) -> list[str]:
         if "sft" not in correct.columns or not dpo:
             return []
         keep = correct["sft"] & ~correct[dpo].all(axis=1)
-    elif name == "all models wrong":
+    elif name == "all variants wrong":
         keep = ~correct.any(axis=1)
     else:  # parse failures
         failed = cot.assign(failed=cot["parsed"].map(lambda p: p is None or pd.isna(p) or p == ""))

@@ -260,6 +260,11 @@ def adapter_base(adapter_dir: str | Path) -> str:
     return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
 
 
+def can_load_4bit() -> bool:
+    """Whether bitsandbytes can load a 4-bit model here: on a GPU, or on a CPU where it is installed."""
+    return torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is not None
+
+
 def trained_quantized(adapter_dir: str | Path) -> bool:
     """Whether an adapter was trained on a 4-bit base (as recorded in its provenance)."""
     return bool((provenance.read(adapter_dir) or {}).get("quantized"))
@@ -307,7 +312,7 @@ def base_for_merge(adapter_dir: str | Path, precision: str = "auto") -> Any:
     compute dtype; merging into the original weights instead changes every layer by the rounding error.
     """
     base = adapter_base(adapter_dir)
-    if not trained_quantized(adapter_dir) or not torch.cuda.is_available():  # 4-bit needs CUDA (bitsandbytes)
+    if not trained_quantized(adapter_dir) or not can_load_4bit():
         return load_model(base, precision=precision, quantize=False)
     model = load_model(base, precision=precision, quantize=True)
     return model.dequantize(dtype=compute_dtype(precision))

@@ -334,7 +334,7 @@ def _inspector_records() -> pd.DataFrame:
         ("all", ["q1", "q2", "q3", "q4"]),
         ("fixed by SFT", ["q1"]),
         ("broken by DPO", ["q2"]),
-        ("all models wrong", ["q3"]),
+        ("all variants wrong", ["q3"]),
         ("parse failures", ["q3"]),
     ],
 )
