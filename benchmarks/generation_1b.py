@@ -38,10 +38,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-import train_speed as ts
+import train_speed as ts  # noqa: E402 - benchmarks/ and the repository go on the path first
 
-from helpers import data, generation, models, prompts
-from helpers.settings import EvalSettings, PairSettings, SFTSettings
+from helpers import data, generation, models, prompts  # noqa: E402
+from helpers.settings import EvalSettings, PairSettings, SFTSettings  # noqa: E402
 
 PAIRS, EVAL = PairSettings(), EvalSettings()
 # stage -> (samples per question, temperature, max new tokens, sequences per batch), the project's defaults
@@ -80,12 +80,22 @@ def plain(model, tok, texts: list[str], k: int, temperature: float, new: int, ba
     tok.padding_side = "left"
     tokens, per = 0, max(1, batch // k)  # ``batch`` counts sequences, as PairSettings.batch_size does
     for start in range(0, len(texts), per):
-        enc = tok(texts[start : start + per], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        enc = tok(texts[start : start + per], return_tensors="pt", padding=True, add_special_tokens=False).to(
+            model.device
+        )
         sample = temperature > 0
-        out = model.generate(**enc, max_new_tokens=new, min_new_tokens=new, do_sample=sample,
-                             temperature=temperature if sample else None, top_p=1.0 if sample else None,
-                             top_k=0 if sample else None, num_return_sequences=k,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        out = model.generate(
+            **enc,
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=sample,
+            temperature=temperature if sample else None,
+            top_p=1.0 if sample else None,
+            top_k=0 if sample else None,
+            num_return_sequences=k,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
         tokens += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
     return tokens
 
@@ -93,8 +103,16 @@ def plain(model, tok, texts: list[str], k: int, temperature: float, new: int, ba
 def project(model, tok, texts: list[str], k: int, temperature: float, new: int, batch: int) -> int:
     """`helpers.generation.generate_all` as pairs / evaluation call it; returns generated tokens."""
     tokens = 0
-    for _, gens in generation.generate_all(model, tok, texts, batch_size=max(1, batch // k), max_new_tokens=new,
-                                           min_new_tokens=new, temperature=temperature, num_return_sequences=k):
+    for _, gens in generation.generate_all(
+        model,
+        tok,
+        texts,
+        batch_size=max(1, batch // k),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        temperature=temperature,
+        num_return_sequences=k,
+    ):
         tokens += sum(g.new_tokens for per_prompt in gens for g in per_prompt)
     return tokens
 
@@ -119,8 +137,11 @@ def main() -> None:
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     size = "toy" if args.tiny else "llama-3.2-1b-shape"
     tok = models.load_tokenizer(args.tokenizer)
-    base = ts.random_llama(args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"), tok,
-                           ts.TINY if args.tiny else ts.LLAMA_32_1B)
+    base = ts.random_llama(
+        args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"),
+        tok,
+        ts.TINY if args.tiny else ts.LLAMA_32_1B,
+    )
     adapter = make_adapter(base, args.work / "adapter", tok)
     records = data.load_ecqa(args.data)["validation"].select(range(max(args.sampling_questions, args.eval_questions)))
     texts = [prompts.render_prompt(tok, r) for r in records]
@@ -147,13 +168,29 @@ def main() -> None:
                         tokens = fn(model, tok, texts[:n], k, temperature, new, batch)
                         _sync()
                         seconds = time.perf_counter() - start
-                        row = dict(stage=stage, model_size=size, model=variant, dtype=precision, path=name,
-                                   questions=n, samples=n * k, k=k, temperature=temperature, new_tokens_each=new,
-                                   sequences_per_batch=batch, seconds=round(seconds, 2), new_tokens=tokens,
-                                   samples_per_s=round(n * k / seconds, 2), new_tokens_per_s=round(tokens / seconds, 1),
-                                   peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else 0.0,
-                                   card=card, forced_length=True,
-                                   versions={m: __import__(m).__version__ for m in ("torch", "transformers", "peft")})
+                        row = dict(
+                            stage=stage,
+                            model_size=size,
+                            model=variant,
+                            dtype=precision,
+                            path=name,
+                            questions=n,
+                            samples=n * k,
+                            k=k,
+                            temperature=temperature,
+                            new_tokens_each=new,
+                            sequences_per_batch=batch,
+                            seconds=round(seconds, 2),
+                            new_tokens=tokens,
+                            samples_per_s=round(n * k / seconds, 2),
+                            new_tokens_per_s=round(tokens / seconds, 1),
+                            peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                            if torch.cuda.is_available()
+                            else 0.0,
+                            card=card,
+                            forced_length=True,
+                            versions={m: __import__(m).__version__ for m in ("torch", "transformers", "peft")},
+                        )
                         rows.append(row)
                         print(json.dumps(row), flush=True)
                         path.write_text(json.dumps(rows, indent=1) + "\n")
@@ -161,12 +198,19 @@ def main() -> None:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    print(f"\n{'stage':9} {'model':7} {'dtype':5} {'path':8} {'samples/s':>9} {'new tok/s':>10} {'x plain':>7}  [{size}, {card}]")
+    print(
+        f"\n{'stage':9} {'model':7} {'dtype':5} {'path':8} {'samples/s':>9} {'new tok/s':>10} {'x plain':>7}"
+        f"  [{size}, {card}]"
+    )
     for r in rows:
-        ref = next((p for p in rows if p["path"] == "plain" and all(p[f] == r[f] for f in ("stage", "model", "dtype"))), None)
+        ref = next(
+            (p for p in rows if p["path"] == "plain" and all(p[f] == r[f] for f in ("stage", "model", "dtype"))), None
+        )
         ratio = r["samples_per_s"] / ref["samples_per_s"] if ref else float("nan")
-        print(f"{r['stage']:9} {r['model']:7} {r['dtype']:5} {r['path']:8} {r['samples_per_s']:9.2f} "
-              f"{r['new_tokens_per_s']:10.0f} {ratio:7.2f}")
+        print(
+            f"{r['stage']:9} {r['model']:7} {r['dtype']:5} {r['path']:8} {r['samples_per_s']:9.2f} "
+            f"{r['new_tokens_per_s']:10.0f} {ratio:7.2f}"
+        )
     print(f"rows written to {path}")
 
 

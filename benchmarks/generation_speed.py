@@ -45,8 +45,13 @@ def one_at_a_time(model, tok, texts: list[str], max_new_tokens: int) -> tuple[fl
     start, tokens = time.perf_counter(), 0
     for text in texts:
         enc = tok(text, return_tensors="pt", add_special_tokens=False).to(model.device)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
         tokens += out.shape[1] - enc["input_ids"].shape[1]
     _sync()
     return time.perf_counter() - start, tokens
@@ -56,8 +61,9 @@ def batched(model, tok, texts: list[str], max_new_tokens: int, batch_size: int, 
     """The project's path; returns seconds and generated tokens."""
     _sync()
     start, tokens = time.perf_counter(), 0
-    for _, gens in generation.generate_all(model, tok, texts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                           **kwargs):
+    for _, gens in generation.generate_all(
+        model, tok, texts, batch_size=batch_size, max_new_tokens=max_new_tokens, **kwargs
+    ):
         tokens += sum(g[0].new_tokens for g in gens)
     _sync()
     return time.perf_counter() - start, tokens
@@ -82,7 +88,8 @@ def step_scaling(model, tok, texts: list[str], sizes: list[int], steps: int = 48
 
 def profile(model, tok, texts: list[str], out: Path) -> None:
     """Top operators of one batched call (by self CUDA time and by self CPU time), also saved to ``out``."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with torch_profile(activities=acts) as prof:
@@ -105,15 +112,23 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--quantize", choices=["auto", "yes", "no"], default="auto")
     parser.add_argument("--variants", nargs="+", default=["project"], choices=sorted(VARIANTS))
-    parser.add_argument("--step-scaling", type=int, nargs="*", metavar="BATCH",
-                        help="time a decoding step at these batch sizes (default 1 16 64 192 384)")
+    parser.add_argument(
+        "--step-scaling",
+        type=int,
+        nargs="*",
+        metavar="BATCH",
+        help="time a decoding step at these batch sizes (default 1 16 64 192 384)",
+    )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-single", action="store_true", help="skip the one-at-a-time baseline")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     quantize = {"auto": None, "yes": True, "no": False}[args.quantize]
     if (Path(args.model) / "adapter_config.json").is_file():
-        model, tok = models.load_adapter_model(args.model, quantize=quantize), models.load_tokenizer(models.adapter_base(args.model))
+        model, tok = (
+            models.load_adapter_model(args.model, quantize=quantize),
+            models.load_tokenizer(models.adapter_base(args.model)),
+        )
     else:
         model, tok = models.load_model(args.model, quantize=quantize), models.load_tokenizer(args.model)
     model.eval()
@@ -122,9 +137,16 @@ def main() -> None:
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{dt.date.today().isoformat()}-{card.replace(' ', '-')}-generation-{args.questions}q"
-    result: dict = dict(model=args.model, questions=args.questions, batch_size=args.batch_size,
-                        max_new_tokens=args.max_new_tokens, quantize=args.quantize, card=card,
-                        torch=torch.__version__, transformers=__import__("transformers").__version__)
+    result: dict = dict(
+        model=args.model,
+        questions=args.questions,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        quantize=args.quantize,
+        card=card,
+        torch=torch.__version__,
+        transformers=__import__("transformers").__version__,
+    )
     with torch.inference_mode():
         batched(model, tok, texts[:8], 8, 8)  # warm-up
         if args.step_scaling is not None:
@@ -146,10 +168,15 @@ def main() -> None:
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\n{'path':24} {'seconds':>8} {'questions/s':>12} {'tokens':>8} {'ratio':>6}")
     if "single_s" in result:
-        print(f"{'one at a time':24} {result['single_s']:8.1f} {args.questions / result['single_s']:12.2f} {result['single_tokens']:8d}")
+        print(
+            f"{'one at a time':24} {result['single_s']:8.1f} {args.questions / result['single_s']:12.2f}"
+            f" {result['single_tokens']:8d}"
+        )
     for name, run in runs.items():
-        print(f"{'batched ' + name:24} {run['batched_s']:8.1f} {args.questions / run['batched_s']:12.2f} "
-              f"{run['batched_tokens']:8d} {run.get('ratio', float('nan')):6.1f}")
+        print(
+            f"{'batched ' + name:24} {run['batched_s']:8.1f} {args.questions / run['batched_s']:12.2f} "
+            f"{run['batched_tokens']:8d} {run.get('ratio', float('nan')):6.1f}"
+        )
     print(f"on {card}; written to {path}")
 
 

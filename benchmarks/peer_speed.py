@@ -75,20 +75,32 @@ def prepare(args) -> dict:
     from helpers.settings import SFTSettings
 
     tok = models.load_tokenizer(args.tokenizer)
-    base = ts.random_llama(args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"), tok,
-                           ts.TINY if args.tiny else ts.LLAMA_32_1B)
+    base = ts.random_llama(
+        args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"),
+        tok,
+        ts.TINY if args.tiny else ts.LLAMA_32_1B,
+    )
     most = max(args.steps, args.dpo_steps)
     records = data.load_ecqa(args.data, train_sample_size=most * 16, seed=0)["train"]
     sft_rows = [prompts.to_prompt_completion(tok, r) for r in records.select(range(args.steps * 16))]
     pair_rows = pairs.build_offline_pairs(tok, records.select(range(most * 8)), seed=0)[: args.dpo_steps * 8]
     (args.work / "sft.json").write_text(json.dumps(sft_rows))
-    (args.work / "dpo.json").write_text(json.dumps([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pair_rows]))
+    (args.work / "dpo.json").write_text(
+        json.dumps([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pair_rows])
+    )
     adapter = args.work / "outputs" / "sft-adapter"
     if "dpo" in args.stages and not (adapter / "adapter_config.json").is_file():  # train_speed's way: a short SFT
         import shutil
 
-        s = SFTSettings(model=str(base), root=str(args.work / "prep"), max_steps=2, per_device_train_batch_size=4,
-                        gradient_accumulation_steps=1, report_to="none", save_steps=10**6)
+        s = SFTSettings(
+            model=str(base),
+            root=str(args.work / "prep"),
+            max_steps=2,
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=1,
+            report_to="none",
+            save_steps=10**6,
+        )
         shutil.rmtree(s.output_dir, ignore_errors=True)
         training.train_sft(s, records.select(range(8)), tokenizer=tok)
         shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
@@ -148,44 +160,89 @@ def unsloth_worker(args, info: dict) -> list[dict]:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
             steps = args.steps if stage == "sft" else args.dpo_steps
             torch.cuda.reset_peak_memory_stats()
-            model, tok = FastLanguageModel.from_pretrained(info["base"], max_seq_length=512, dtype=dtype,
-                                                           load_in_4bit=True)
+            model, tok = FastLanguageModel.from_pretrained(
+                info["base"], max_seq_length=512, dtype=dtype, load_in_4bit=True
+            )
             tok.eos_token, tok.pad_token = info["eos"], info["pad"]  # as helpers.models.load_tokenizer sets them
-            model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=32, lora_dropout=0.0, target_modules=QKVO,
-                                                     bias="none", use_gradient_checkpointing="unsloth", random_state=0)
-            common = dict(output_dir=str(args.work / "unsloth" / f"{stage}-{precision}"), max_steps=steps,
-                          lr_scheduler_type="cosine", warmup_steps=0, optim="paged_adamw_8bit",
-                          bf16=precision == "bf16", fp16=precision == "fp16", logging_steps=5, save_strategy="no",
-                          report_to="none", max_length=512, include_num_input_tokens_seen="non_padding", seed=42,
-                          dataloader_num_workers=0)
+            model = FastLanguageModel.get_peft_model(
+                model,
+                r=16,
+                lora_alpha=32,
+                lora_dropout=0.0,
+                target_modules=QKVO,
+                bias="none",
+                use_gradient_checkpointing="unsloth",
+                random_state=0,
+            )
+            common = dict(
+                output_dir=str(args.work / "unsloth" / f"{stage}-{precision}"),
+                max_steps=steps,
+                lr_scheduler_type="cosine",
+                warmup_steps=0,
+                optim="paged_adamw_8bit",
+                bf16=precision == "bf16",
+                fp16=precision == "fp16",
+                logging_steps=5,
+                save_strategy="no",
+                report_to="none",
+                max_length=512,
+                include_num_input_tokens_seen="non_padding",
+                seed=42,
+                dataloader_num_workers=0,
+            )
             clock = ts.StepClock()
             start = time.perf_counter()
             if stage == "sft":
                 ds = Dataset.from_list(json.loads((args.work / "sft.json").read_text()))
-                cfg = SFTConfig(**common, per_device_train_batch_size=16, gradient_accumulation_steps=1, learning_rate=2e-4,
-                                train_sampling_strategy="group_by_length", completion_only_loss=True, packing=False,
-                                eos_token=info["eos"])
+                cfg = SFTConfig(
+                    **common,
+                    per_device_train_batch_size=16,
+                    gradient_accumulation_steps=1,
+                    learning_rate=2e-4,
+                    train_sampling_strategy="group_by_length",
+                    completion_only_loss=True,
+                    packing=False,
+                    eos_token=info["eos"],
+                )
                 trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[clock])
             else:
                 ds = Dataset.from_list(json.loads((args.work / "dpo.json").read_text()))
-                cfg = DPOConfig(**common, per_device_train_batch_size=8, gradient_accumulation_steps=1, learning_rate=5e-5,
-                                beta=0.1)
-                trainer = DPOTrainer(model=model, ref_model=None, args=cfg, train_dataset=ds, processing_class=tok,
-                                     callbacks=[clock])
+                cfg = DPOConfig(
+                    **common,
+                    per_device_train_batch_size=8,
+                    gradient_accumulation_steps=1,
+                    learning_rate=5e-5,
+                    beta=0.1,
+                )
+                trainer = DPOTrainer(
+                    model=model, ref_model=None, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[clock]
+                )
             trainer.train()
             trainer.save_model(common["output_dir"])
             torch.cuda.synchronize()
             wall = time.perf_counter() - start
             tokens = clock.marks[-1][1] if clock.marks else 0
             losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-            row = dict(stage=stage, config="unsloth", dtype=precision, tokens_per_s=round(tokens / wall, 1),
-                       steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1), peak_gib=round(_peak_gib(), 2),
-                       seconds=round(wall, 1), tokens=tokens, steps=steps, micro_batch=cfg.per_device_train_batch_size,
-                       grad_accum=1, gradient_checkpointing="unsloth", lora_dropout=0.0,
-                       first_loss=round(losses[0], 3) if losses else None,
-                       final_loss=round(losses[-1], 3) if losses else None,
-                       unsloth=unsloth.__version__, trl=__import__("trl").__version__,
-                       padding_free=getattr(trainer.args, "padding_free", None))
+            row = dict(
+                stage=stage,
+                config="unsloth",
+                dtype=precision,
+                tokens_per_s=round(tokens / wall, 1),
+                steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1),
+                peak_gib=round(_peak_gib(), 2),
+                seconds=round(wall, 1),
+                tokens=tokens,
+                steps=steps,
+                micro_batch=cfg.per_device_train_batch_size,
+                grad_accum=1,
+                gradient_checkpointing="unsloth",
+                lora_dropout=0.0,
+                first_loss=round(losses[0], 3) if losses else None,
+                final_loss=round(losses[-1], 3) if losses else None,
+                unsloth=unsloth.__version__,
+                trl=__import__("trl").__version__,
+                padding_free=getattr(trainer.args, "padding_free", None),
+            )
             rows.append(row)
             _save(args, "unsloth", rows)
             del model, trainer
@@ -208,7 +265,11 @@ def run_side(args, side: str, seconds: float) -> list[dict]:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(seconds, 1), check=False)
         stdout, stderr, code = done.stdout, done.stderr, done.returncode
     except subprocess.TimeoutExpired as e:
-        stdout, stderr, code = _text(e.stdout), _text(e.stderr) + f"\ntime limit: stopped after {seconds:.0f} s", "timeout"
+        stdout, stderr, code = (
+            _text(e.stdout),
+            _text(e.stderr) + f"\ntime limit: stopped after {seconds:.0f} s",
+            "timeout",
+        )
     (args.work / f"log-{side}.txt").write_text(stdout + "\n---- stderr\n" + stderr)
     rows = json.loads(out.read_text()) if out.is_file() else []
     if code != 0:
@@ -235,8 +296,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/peers"))
     parser.add_argument("--unsloth-site", default="", help="folder put first on the Unsloth process's path")
     parser.add_argument("--site-after", nargs="*", default=[], help="folders after it (bitsandbytes, ...)")
-    parser.add_argument("--deadline", type=float, default=3600, help="seconds for the whole run; the side running then is "
-                        "stopped (keeping its rows so far) and later sides are skipped")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=3600,
+        help="seconds for the whole run; the side running then is "
+        "stopped (keeping its rows so far) and later sides are skipped",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--tag", default="peers")
     parser.add_argument("--tiny", action="store_true", help="toy model on CPU (project-side levers only)")
@@ -251,7 +317,9 @@ def main() -> None:
     import torch
 
     if not torch.cuda.is_available() and not args.tiny:
-        raise SystemExit("this benchmark needs a CUDA GPU (4-bit NF4 through bitsandbytes); --tiny runs a toy model on CPU")
+        raise SystemExit(
+            "this benchmark needs a CUDA GPU (4-bit NF4 through bitsandbytes); --tiny runs a toy model on CPU"
+        )
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     t0 = time.perf_counter()
     info = prepare(args)
@@ -269,15 +337,21 @@ def main() -> None:
         for row in run_side(args, side, left):
             rows.append({**row, "card": card, "versions": versions if row["config"] != "unsloth" else None})
         path.write_text(json.dumps(rows, indent=1) + "\n")  # after every side: a cut-off run keeps its rows
-    print(f"\n{'stage':5} {'dtype':5} {'side':13} {'tok/s':>8} {'steady':>8} {'x project':>9} {'peak GiB':>8}  [{card}]")
+    print(
+        f"\n{'stage':5} {'dtype':5} {'side':13} {'tok/s':>8} {'steady':>8} {'x project':>9} {'peak GiB':>8}  [{card}]"
+    )
     for r in rows:
         if r.get("failed"):
             print(f"{'*':5} {'*':5} {r['config']:13} FAILED: {r['error'][-1][:90]}")
             continue
-        ref = next((p for p in rows if (p["stage"], p["dtype"], p["config"]) == (r["stage"], r["dtype"], "project")), None)
+        ref = next(
+            (p for p in rows if (p["stage"], p["dtype"], p["config"]) == (r["stage"], r["dtype"], "project")), None
+        )
         ratio = r["tokens_per_s"] / ref["tokens_per_s"] if ref else float("nan")
-        print(f"{r['stage']:5} {r['dtype']:5} {r['config']:13} {r['tokens_per_s']:8.0f} {r['steady_tokens_per_s']:8.0f} "
-              f"{ratio:9.2f} {r['peak_gib']:8.2f}")
+        print(
+            f"{r['stage']:5} {r['dtype']:5} {r['config']:13} {r['tokens_per_s']:8.0f} {r['steady_tokens_per_s']:8.0f} "
+            f"{ratio:9.2f} {r['peak_gib']:8.2f}"
+        )
     print(f"rows written to {path}")
 
 

@@ -61,7 +61,9 @@ def parser_for(step: str) -> argparse.ArgumentParser:
     hints = cls.field_hints()
     group = parser.add_argument_group(f"{cls.__name__} fields (override the file)")
     for f in fields(cls):
-        group.add_argument(f"--{f.name}", metavar="VALUE", default=argparse.SUPPRESS, help=_field_help(f, hints[f.name]))
+        group.add_argument(
+            f"--{f.name}", metavar="VALUE", default=argparse.SUPPRESS, help=_field_help(f, hints[f.name])
+        )
     return parser
 
 
@@ -108,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m helpers STEP ...``: check the inputs, then run the step."""
     from helpers import steps
 
-    top = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = argparse.ArgumentParser(
+        prog="python -m helpers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     top.add_argument("step", choices=list(steps.STEPS), help="the pipeline step to run")
     top.add_argument("rest", nargs=argparse.REMAINDER, help="a settings JSON file and --FIELD VALUE options")
     known = top.parse_args(argv)

@@ -24,8 +24,11 @@ def environment() -> str:
         except PackageNotFoundError:
             return "-"
 
-    device = (f"{torch.cuda.get_device_name()} (compute capability {torch.cuda.get_device_capability()})"
-              if torch.cuda.is_available() else "cpu")
+    device = (
+        f"{torch.cuda.get_device_name()} (compute capability {torch.cuda.get_device_capability()})"
+        if torch.cuda.is_available()
+        else "cpu"
+    )
     return " | ".join(f"{p} {v(p)}" for p in PACKAGES) + f" | python {sys.version.split()[0]} | device: {device}"
 
 

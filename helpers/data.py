@@ -23,9 +23,10 @@ import gzip
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, overload
+from typing import Any, Literal, overload
 
 from datasets import Dataset, DatasetDict
 
@@ -189,7 +190,9 @@ def join_and_split(
     validation = _validated(validation_rows, "validation", report, _question)
     ecqa = _validated(ecqa_rows, "ecqa", report, _explanation)
     if not train or not validation:
-        raise ValueError(f"no usable CommonsenseQA questions (train {len(train)}, validation {len(validation)}); {report}")
+        raise ValueError(
+            f"no usable CommonsenseQA questions (train {len(train)}, validation {len(validation)}); {report}"
+        )
     empty = {"explanation": "", "positives": [], "negatives": []}
     val_ids, val_texts = set(validation), {r["question"].lower() for r in validation.values()}
     train_out = []
@@ -204,7 +207,9 @@ def join_and_split(
         else:
             train_out.append({**rec, **exp})
     if not train_out:
-        raise ValueError(f"no CommonsenseQA train question has a usable ECQA explanation: check the explanations source; {report}")
+        raise ValueError(
+            f"no CommonsenseQA train question has a usable ECQA explanation: check the explanations source; {report}"
+        )
     val_out = [{**rec, **(ecqa.get(rid) or {**empty, "id": rid})} for rid, rec in validation.items()]
     report.kept.update({"train": len(train_out), "validation": len(val_out)})
     return DatasetDict(
@@ -273,13 +278,28 @@ def _hub(report: LoadReport) -> DatasetDict:
 
 
 @overload
-def load_ecqa(source: str | Path = ..., train_sample_size: int | None = ..., seed: int = ...,
-              return_report: Literal[False] = ..., holdout_size: int = ...) -> DatasetDict: ...
+def load_ecqa(
+    source: str | Path = ...,
+    train_sample_size: int | None = ...,
+    seed: int = ...,
+    return_report: Literal[False] = ...,
+    holdout_size: int = ...,
+) -> DatasetDict: ...
 @overload
-def load_ecqa(source: str | Path = ..., train_sample_size: int | None = ..., seed: int = ...,
-              return_report: Literal[True] = ..., holdout_size: int = ...) -> tuple[DatasetDict, LoadReport]: ...
-def load_ecqa(source: str | Path = "hub", train_sample_size: int | None = None, seed: int = 42,
-              return_report: bool = False, holdout_size: int = 0):
+def load_ecqa(
+    source: str | Path = ...,
+    train_sample_size: int | None = ...,
+    seed: int = ...,
+    return_report: Literal[True] = ...,
+    holdout_size: int = ...,
+) -> tuple[DatasetDict, LoadReport]: ...
+def load_ecqa(
+    source: str | Path = "hub",
+    train_sample_size: int | None = None,
+    seed: int = 42,
+    return_report: bool = False,
+    holdout_size: int = 0,
+):
     """Load CSQA + ECQA from ``"hub"`` or a local folder; optionally a seeded train sample.
 
     ``holdout_size`` > 0 moves that many seeded-random train questions into a ``holdout`` split

@@ -12,8 +12,9 @@ greedy token). On CPU the dynamic cache is faster, so it stays there.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -72,8 +73,12 @@ def generate_batch(
     new = out[:, enc["input_ids"].shape[1] :]
     finished = new == tokenizer.eos_token_id
     # tokens up to and including the first eos; all of them if no eos was produced
-    first_eos = torch.where(finished.any(1), finished.int().argmax(1) + 1, torch.full_like(finished[:, 0], new.shape[1], dtype=torch.long))
-    texts = tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)  # BPE: no cleanup
+    first_eos = torch.where(
+        finished.any(1), finished.int().argmax(1) + 1, torch.full_like(finished[:, 0], new.shape[1], dtype=torch.long)
+    )
+    texts = tokenizer.batch_decode(
+        new, skip_special_tokens=True, clean_up_tokenization_spaces=False
+    )  # BPE: no cleanup
     gens = [Generation(t.strip(), int(n)) for t, n in zip(texts, first_eos.tolist())]
     k = num_return_sequences
     return [gens[i * k : (i + 1) * k] for i in range(len(prompts))]

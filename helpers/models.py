@@ -97,8 +97,10 @@ def resolve(name_or_path: str) -> tuple[str, ModelPreset | None]:
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} has no config.json: is it a model folder (or an adapter folder)?")
     if not path.exists() and not HUB_ID.fullmatch(name_or_path):
-        raise FileNotFoundError(f"model folder {path} does not exist: set model to an existing folder, a Hub id "
-                                f"(org/name) or a preset ({', '.join(PRESETS)})")
+        raise FileNotFoundError(
+            f"model folder {path} does not exist: set model to an existing folder, a Hub id "
+            f"(org/name) or a preset ({', '.join(PRESETS)})"
+        )
     return name_or_path, None
 
 
@@ -107,8 +109,10 @@ def _hub_errors(model: str, error: Exception) -> Exception:
     if any(s in text for s in ("gated", "401", "403", "restricted", "awaiting a review")):
         return PermissionError(GATED_HELP.format(model=model))
     if "couldn't connect" in text or "offline mode" in text:
-        return OSError(f"{model} is not in the local Hugging Face cache and the Hub cannot be reached: connect to the "
-                       "internet (unset HF_HUB_OFFLINE), or set model to a local folder or to 'smollm2-135m' (embedded)")
+        return OSError(
+            f"{model} is not in the local Hugging Face cache and the Hub cannot be reached: connect to the "
+            "internet (unset HF_HUB_OFFLINE), or set model to a local folder or to 'smollm2-135m' (embedded)"
+        )
     return error
 
 
@@ -235,8 +239,10 @@ def eos_ids(configured: int | list[int] | None, end_of_turn: int) -> int | list[
 
 def is_quantized(model: Any) -> bool:
     """Whether a loaded model's base weights are 4-bit (bitsandbytes)."""
-    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(getattr(model, "base_model", None),
-                                                                        "is_loaded_in_4bit", False))
+    return bool(
+        getattr(model, "is_loaded_in_4bit", False)
+        or getattr(getattr(model, "base_model", None), "is_loaded_in_4bit", False)
+    )
 
 
 def has_adapter(folder: str | Path) -> bool:
@@ -274,13 +280,16 @@ def sft_adapter_base(adapter_dir: str | Path, model: str, owner: str) -> str:
     """The base of the SFT adapter a stage starts from, which must be the stage's ``model``; else the fix."""
     base = adapter_base(adapter_dir)
     if model != base:
-        raise ValueError(f"{owner} name model {model!r} but the SFT adapter in {adapter_dir} was trained on {base!r}: "
-                         f"set model={base!r} or point sft_adapter at an adapter of {model!r}")
+        raise ValueError(
+            f"{owner} name model {model!r} but the SFT adapter in {adapter_dir} was trained on {base!r}: "
+            f"set model={base!r} or point sft_adapter at an adapter of {model!r}"
+        )
     return base
 
 
-def load_adapter_model(adapter_dir: str | Path, precision: str = "auto", trainable: bool = False,
-                       quantize: bool | None = None) -> Any:
+def load_adapter_model(
+    adapter_dir: str | Path, precision: str = "auto", trainable: bool = False, quantize: bool | None = None
+) -> Any:
     """Base model + the LoRA adapter in ``adapter_dir`` (a `peft.PeftModel`), consistent with its training.
 
     For inference on an unquantized base (``quantize=False``) the adapter is merged into the weights, which
@@ -293,15 +302,18 @@ def load_adapter_model(adapter_dir: str | Path, precision: str = "auto", trainab
     base = adapter_base(adapter_dir)
     quantize = wants_4bit(base, quantize)
     merge = not trainable and not quantize
-    model = base_for_merge(adapter_dir, precision) if merge else load_model(base, precision=precision,
-                                                                           quantize=quantize)
+    model = (
+        base_for_merge(adapter_dir, precision) if merge else load_model(base, precision=precision, quantize=quantize)
+    )
     try:
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
     except (RuntimeError, ValueError) as e:
         first = "; ".join(str(e).strip().splitlines()[:2])  # PEFT lists every tensor
-        raise ValueError(f"adapter {adapter_dir} does not fit {base!r}, the base model its settings name ({first} ...): "
-                         f"it was trained on another base model. Use an adapter trained on {base!r} (retrain it with "
-                         f"03_sft / 04_dpo), or set 'model' in {Path(adapter_dir) / 'settings.json'} to its real base") from e
+        raise ValueError(
+            f"adapter {adapter_dir} does not fit {base!r}, the base model its settings name ({first} ...): "
+            f"it was trained on another base model. Use an adapter trained on {base!r} (retrain it with "
+            f"03_sft / 04_dpo), or set 'model' in {Path(adapter_dir) / 'settings.json'} to its real base"
+        ) from e
     return model.merge_and_unload() if merge else model
 
 

@@ -19,9 +19,10 @@ import json
 import random
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from helpers import generation
 from helpers.answers import LETTERS, extract_answer
@@ -38,11 +39,18 @@ def _rng(seed: int, record_id: str) -> random.Random:
     return random.Random(f"{seed}:{record_id}")
 
 
-def _pair(tok: Any, record: Mapping[str, Any], chosen: str, rejected: str, letters: tuple[str, str], kind: str) -> dict:
+def _pair(
+    tok: Any, record: Mapping[str, Any], chosen: str, rejected: str, letters: tuple[str, str], kind: str
+) -> dict:
     return {
-        "id": record["id"], "prompt": render_prompt(tok, record),
-        "chosen": render_completion(tok, record, chosen), "rejected": render_completion(tok, record, rejected),
-        "chosen_letter": letters[0], "rejected_letter": letters[1], "gold": record["answer"], "kind": kind,
+        "id": record["id"],
+        "prompt": render_prompt(tok, record),
+        "chosen": render_completion(tok, record, chosen),
+        "rejected": render_completion(tok, record, rejected),
+        "chosen_letter": letters[0],
+        "rejected_letter": letters[1],
+        "gold": record["answer"],
+        "kind": kind,
     }
 
 
@@ -75,11 +83,15 @@ def swap_mentions(explanation: str, gold_text: str, wrong_text: str) -> tuple[st
 
 def template_rationale(concept: str, wrong_text: str) -> str:
     """A short, confident rationale for ``wrong_text`` when the explanation never names the gold text."""
-    return (f"The question is about {concept}. {wrong_text[:1].upper() + wrong_text[1:]} is what is most closely "
-            f"connected with {concept}, so it fits best; the other options do not fit as well.")
+    return (
+        f"The question is about {concept}. {wrong_text[:1].upper() + wrong_text[1:]} is what is most closely "
+        f"connected with {concept}, so it fits best; the other options do not fit as well."
+    )
 
 
-def offline_pair(tok: Any, record: Mapping[str, Any], rng: random.Random, answer_format: str = "letter") -> dict | None:
+def offline_pair(
+    tok: Any, record: Mapping[str, Any], rng: random.Random, answer_format: str = "letter"
+) -> dict | None:
     """Gold explanation + ``Answer: <gold>`` vs a rationale for a seeded-random wrong option.
 
     The wrong rationale is the gold explanation with the gold choice text and the wrong choice text
@@ -94,7 +106,9 @@ def offline_pair(tok: Any, record: Mapping[str, Any], rng: random.Random, answer
     """
     gold = record["answer"]
     gold_text = record["choices"][LETTERS.index(gold)]
-    wrong = [x for x, t in zip(LETTERS, record["choices"]) if x != gold and t.strip().lower() != gold_text.strip().lower()]
+    wrong = [
+        x for x, t in zip(LETTERS, record["choices"]) if x != gold and t.strip().lower() != gold_text.strip().lower()
+    ]
     if not wrong:
         return None
     letter = rng.choice(wrong)
@@ -121,14 +135,21 @@ def sampling_provenance(settings: PairSettings) -> dict[str, Any]:
     """What on-policy samples depend on: the SFT adapter's weights and every sampling setting."""
     from helpers import provenance
 
-    return {"sft_adapter": provenance.adapter_hash(settings.sft_dir), "model": settings.model,
-            "precision": settings.precision, "quantize": settings.quantize, "seed": settings.seed,
-            "samples_per_question": settings.samples_per_question, "temperature": settings.temperature,
-            "max_new_tokens": settings.max_new_tokens}
+    return {
+        "sft_adapter": provenance.adapter_hash(settings.sft_dir),
+        "model": settings.model,
+        "precision": settings.precision,
+        "quantize": settings.quantize,
+        "seed": settings.seed,
+        "samples_per_question": settings.samples_per_question,
+        "temperature": settings.temperature,
+        "max_new_tokens": settings.max_new_tokens,
+    }
 
 
-def sample_on_policy(model: Any, tok: Any, records: Sequence[Mapping[str, Any]], settings: PairSettings,
-                     samples_path: str | Path) -> dict[str, list[str]]:
+def sample_on_policy(
+    model: Any, tok: Any, records: Sequence[Mapping[str, Any]], settings: PairSettings, samples_path: str | Path
+) -> dict[str, list[str]]:
     """k = ``samples_per_question`` samples per question at ``temperature``, saved per batch; resumable.
 
     Questions already in ``samples_path`` are reused when its provenance (`sampling_provenance`) matches;
@@ -148,8 +169,14 @@ def sample_on_policy(model: Any, tok: Any, records: Sequence[Mapping[str, Any]],
         torch.manual_seed(settings.seed)
         prompts = [render_prompt(tok, r) for r in todo]
         batches = generation.generate_all(
-            model, tok, prompts, batch_size=max(1, settings.batch_size // k),
-            max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, num_return_sequences=k)
+            model,
+            tok,
+            prompts,
+            batch_size=max(1, settings.batch_size // k),
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            num_return_sequences=k,
+        )
         with tqdm(total=len(todo), desc=f"sampling {k} per question", unit="q") as bar:
             for idx, gens in batches:
                 rows = [{"id": todo[i]["id"], "samples": [g.text for g in gs]} for i, gs in zip(idx, gens)]
@@ -185,7 +212,9 @@ def _tokens(tok: Any, text: str) -> int:
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-def check_pair(tok: Any, record: Mapping[str, Any], pair: Mapping[str, Any], max_length: int | None = None) -> str | None:
+def check_pair(
+    tok: Any, record: Mapping[str, Any], pair: Mapping[str, Any], max_length: int | None = None
+) -> str | None:
     """The reason a pair is unusable, or None if it is fine."""
     if pair["prompt"] != render_prompt(tok, record):
         return "prompt differs from render_prompt"
@@ -197,7 +226,11 @@ def check_pair(tok: Any, record: Mapping[str, Any], pair: Mapping[str, Any], max
         return "chosen does not parse to gold"
     if extract_answer(pair["rejected"]) == record["answer"]:
         return "rejected parses to gold"
-    if max_length and _tokens(tok, pair["prompt"]) + max(_tokens(tok, pair["chosen"]), _tokens(tok, pair["rejected"])) > max_length:
+    if (
+        max_length
+        and _tokens(tok, pair["prompt"]) + max(_tokens(tok, pair["chosen"]), _tokens(tok, pair["rejected"]))
+        > max_length
+    ):
         return f"prompt + longest side over max_length {max_length}"
     return None
 
@@ -222,8 +255,15 @@ class PairReport:
         return sum(self.kinds.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "questions": self.questions, "kept": self.kept, "kinds": dict(self.kinds),
-                "outcomes": dict(self.outcomes), "dropped": dict(self.dropped), "examples": self.examples}
+        return {
+            "strategy": self.strategy,
+            "questions": self.questions,
+            "kept": self.kept,
+            "kinds": dict(self.kinds),
+            "outcomes": dict(self.outcomes),
+            "dropped": dict(self.dropped),
+            "examples": self.examples,
+        }
 
     def __str__(self) -> str:
         lines = [f"{self.strategy} pairs: {self.kept} kept of {self.questions} questions"]
@@ -234,8 +274,9 @@ class PairReport:
         return "\n".join(lines)
 
 
-def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str, Any]],
-                model: Any = None) -> tuple[list[dict], PairReport]:
+def build_pairs(
+    settings: PairSettings, tok: Any, records: Iterable[Mapping[str, Any]], model: Any = None
+) -> tuple[list[dict], PairReport]:
     """Pairs for ``records`` by ``settings.strategy`` (on-policy samples from ``model``, the SFT model), each
     passed through `check_pair` with ``settings.max_length``."""
     records = list(records)
@@ -243,8 +284,10 @@ def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str,
     samples: dict[str, list[str]] = {}
     if settings.strategy == "on_policy":
         if model is None:
-            raise ValueError("on-policy pairs are sampled from the SFT model: pass model= (helpers.steps.run_pairs "
-                             "loads it), or use strategy='offline'")
+            raise ValueError(
+                "on-policy pairs are sampled from the SFT model: pass model= (helpers.steps.run_pairs "
+                "loads it), or use strategy='offline'"
+            )
         samples = sample_on_policy(model, tok, records, settings, samples_path(settings))
     pairs = []
     for rec in records:
@@ -258,8 +301,11 @@ def build_pairs(settings: PairSettings, tok: Any, records: Iterable[Mapping[str,
                 report.drop("all samples agree (when_all_agree='skip')", rec["id"])
                 continue
             pair = pair or offline_pair(tok, rec, rng, settings.answer_format)
-        reason = ("no wrong option differs from the gold text" if pair is None
-                  else check_pair(tok, rec, pair, settings.max_length))
+        reason = (
+            "no wrong option differs from the gold text"
+            if pair is None
+            else check_pair(tok, rec, pair, settings.max_length)
+        )
         if reason:
             report.drop(reason, rec["id"])
             continue
@@ -273,8 +319,11 @@ def write_pairs(pairs: Sequence[Mapping[str, Any]], path: str | Path, report: Pa
     path = Path(path)
     missing = [k for k in PAIR_KEYS if pairs and k not in pairs[0]]
     if not pairs or missing:
-        raise ValueError(f"refusing to write {path}: " + (f"pairs lack keys {missing}" if pairs else "no pairs")
-                         + "; build them with build_pairs")
+        raise ValueError(
+            f"refusing to write {path}: "
+            + (f"pairs lack keys {missing}" if pairs else "no pairs")
+            + "; build them with build_pairs"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(path, ({k: p[k] for k in PAIR_KEYS} for p in pairs))
     if report is not None:

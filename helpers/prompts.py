@@ -12,13 +12,13 @@ prompts on every day.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from helpers.answers import LETTERS, format_answer_line
 
 SYSTEM_PROMPT = (
-    "You answer multiple-choice commonsense questions. "
-    "Think briefly about the choices, then give your final answer."
+    "You answer multiple-choice commonsense questions. Think briefly about the choices, then give your final answer."
 )
 INSTRUCTION = "Explain your reasoning in a few sentences, then end with a final line 'Answer: <letter>'."
 # Llama-3.x chat templates print this into the system header; fixing it keeps prompts identical across days.
@@ -84,7 +84,7 @@ def render_completion(tokenizer: Any, record: Mapping[str, Any], assistant_text:
     full = _template(tokenizer, msgs, add_generation_prompt=False)
     if not full.startswith(prompt):
         raise ValueError("the chat template renders the prompt differently with and without the answer")
-    completion = full[len(prompt):]
+    completion = full[len(prompt) :]
     eos = tokenizer.eos_token
     if not eos or eos not in completion:
         raise ValueError(

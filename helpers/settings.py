@@ -40,17 +40,36 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 NONE_WORDS = ("", "none", "null")
 
 
-def setting(default: Any, help: str, *, choices: tuple | None = None, labels: tuple | None = None,
-            gt: float | None = None, ge: float | None = None, lt: float | None = None, le: float | None = None,
-            suggestions: tuple[str, ...] | None = None, resume_free: bool = False) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple | None = None,
+    labels: tuple | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    suggestions: tuple[str, ...] | None = None,
+    resume_free: bool = False,
+) -> Any:
     """A settings field: its default and everything the form, the command line and validation need.
 
     ``choices``: the allowed values (of each element, for a tuple field); ``labels``: ``(value, label)`` pairs
     shown instead of raw values (e.g. for ``bool | None``); ``gt``/``ge``/``lt``/``le``: bounds;
     ``suggestions``: values offered but not enforced; ``resume_free``: may change when a run resumes.
     """
-    meta = {"help": help, "choices": choices, "labels": labels, "gt": gt, "ge": ge, "lt": lt, "le": le,
-            "suggestions": suggestions, "resume_free": resume_free}
+    meta = {
+        "help": help,
+        "choices": choices,
+        "labels": labels,
+        "gt": gt,
+        "ge": ge,
+        "lt": lt,
+        "le": le,
+        "suggestions": suggestions,
+        "resume_free": resume_free,
+    }
     return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
 
 
@@ -76,9 +95,12 @@ def check_type(name: str, hint: Any, value: Any) -> Any:
     inner, optional = _optional(hint)
     if value is None and optional:
         return None
-    ok = {bool: isinstance(value, bool), str: isinstance(value, str),
-          int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool)}.get(inner)
+    ok = {
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+    }.get(inner)
     if ok is None:  # tuple[str, ...]
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
         value = tuple(value) if ok else value
@@ -91,7 +113,9 @@ def parse_text(name: str, hint: Any, raw: str, labels: tuple | None = None) -> A
     """A value typed as text (command line, a form's text box) -> the field's type; ValueError naming the field."""
     inner, optional = _optional(hint)
     text = raw.strip()
-    for value, label in labels or ():  # a label, its first words ("auto" for "auto (4-bit on a GPU for 1B models)") or the value
+    for value, label in (
+        labels or ()
+    ):  # a label, its first words ("auto" for "auto (4-bit on a GPU for 1B models)") or the value
         if text.lower() in (str(label).lower(), str(label).split(" (")[0].lower(), str(value).lower()):
             return value
     if optional and text.lower() in NONE_WORDS:
@@ -114,13 +138,19 @@ def check_bounds(name: str, meta: typing.Mapping[str, Any], value: Any) -> None:
     if choices is not None:
         bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in choices]
         if bad or value == ():
-            raise ValueError(f"{name} must be {'some of' if isinstance(value, tuple) else 'one of'} "
-                             f"{', '.join(map(repr, choices))}; got {value!r}")
+            raise ValueError(
+                f"{name} must be {'some of' if isinstance(value, tuple) else 'one of'} "
+                f"{', '.join(map(repr, choices))}; got {value!r}"
+            )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value}")
-        for key, test, word in (("gt", value.__gt__, ">"), ("ge", value.__ge__, ">="),
-                                ("lt", value.__lt__, "<"), ("le", value.__le__, "<=")):
+        for key, test, word in (
+            ("gt", value.__gt__, ">"),
+            ("ge", value.__ge__, ">="),
+            ("lt", value.__lt__, "<"),
+            ("le", value.__le__, "<="),
+        ):
             if key in meta and not test(meta[key]):
                 raise ValueError(f"{name} must be {word} {meta[key]}, got {value}")
 
@@ -138,19 +168,24 @@ class Settings:
     # Fields the lesson asks the learner to touch, in that order; the form puts the rest under "More settings".
     LESSON: ClassVar[tuple[str, ...]] = ("model", "data_source", "root", "train_sample_size")
 
-    model: str = setting("llama-3.2-1b", "preset name, Hub id (org/name) or local model folder",
-                         suggestions=tuple(PRESETS))
-    data_source: str = setting("hub", "'hub' (tau/commonsense_qa + ECQA) or a folder laid out like shared/data/ecqa",
-                               resume_free=True)
+    model: str = setting(
+        "llama-3.2-1b", "preset name, Hub id (org/name) or local model folder", suggestions=tuple(PRESETS)
+    )
+    data_source: str = setting(
+        "hub", "'hub' (tau/commonsense_qa + ECQA) or a folder laid out like shared/data/ecqa", resume_free=True
+    )
     root: str = setting("artifacts", "folder every artifact lives under (a Drive folder on Colab)", resume_free=True)
     train_sample_size: int | None = setting(None, "train questions to use (a seeded sample); None = all", ge=1)
     holdout_size: int = setting(0, "train questions held out for tuning (never validation); 0 = none", ge=0)
     seed: int = setting(42, "seed for sampling, shuffling and training")
-    precision: str = setting("auto", "compute precision; auto: bf16 where the GPU has it, fp16 on a T4, fp32 on CPU",
-                             choices=PRECISIONS)
-    quantize: bool | None = setting(None, "base weights: 4-bit NF4 (QLoRA) or full precision",
-                                    labels=((None, "auto (4-bit on a GPU for 1B models)"), (True, "4-bit"),
-                                            (False, "full precision")))
+    precision: str = setting(
+        "auto", "compute precision; auto: bf16 where the GPU has it, fp16 on a T4, fp32 on CPU", choices=PRECISIONS
+    )
+    quantize: bool | None = setting(
+        None,
+        "base weights: 4-bit NF4 (QLoRA) or full precision",
+        labels=((None, "auto (4-bit on a GPU for 1B models)"), (True, "4-bit"), (False, "full precision")),
+    )
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -245,28 +280,41 @@ class TrainSettings(Settings):
 
     learning_rate: float = setting(2e-4, "peak learning rate", gt=0, lt=1)
     num_train_epochs: float = setting(1.0, "passes over the training data", ge=0, resume_free=True)
-    max_steps: int = setting(-1, "optimizer steps; > 0 overrides num_train_epochs (smoke runs), -1 = use epochs",
-                             ge=-1, resume_free=True)
+    max_steps: int = setting(
+        -1, "optimizer steps; > 0 overrides num_train_epochs (smoke runs), -1 = use epochs", ge=-1, resume_free=True
+    )
     # Speed defaults (benchmarks/NOTES.md): the seed's effective batch of 16 as one micro-batch of 16,
     # grouped by length, with gradient checkpointing (the seed ran 16 micro-batches of 1).
     per_device_train_batch_size: int = setting(16, "sequences per micro-batch (per GPU)", ge=1)
     gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step", ge=1)
     max_length: int = setting(512, "longest sequence in tokens (prompt + target); longer ones are cut", ge=64)
     warmup_ratio: float = setting(0.03, "share of the steps spent warming the learning rate up", ge=0, lt=1)
-    lr_scheduler_type: str = setting("cosine", "learning-rate schedule after warm-up",
-                                     choices=("cosine", "linear", "constant", "constant_with_warmup"))
-    optim: str = setting("auto", "optimizer; auto: paged_adamw_8bit on CUDA, adamw_torch on CPU",
-                         choices=("auto", "adamw_torch", "paged_adamw_8bit", "adamw_8bit", "adafactor"))
-    gradient_checkpointing: bool = setting(True, "recompute activations: about a third more compute, a third of "
-                                                 "the memory")
+    lr_scheduler_type: str = setting(
+        "cosine",
+        "learning-rate schedule after warm-up",
+        choices=("cosine", "linear", "constant", "constant_with_warmup"),
+    )
+    optim: str = setting(
+        "auto",
+        "optimizer; auto: paged_adamw_8bit on CUDA, adamw_torch on CPU",
+        choices=("auto", "adamw_torch", "paged_adamw_8bit", "adamw_8bit", "adafactor"),
+    )
+    gradient_checkpointing: bool = setting(
+        True, "recompute activations: about a third more compute, a third of the memory"
+    )
     group_by_length: bool = setting(True, "batches of similar lengths: less padding computed")
     save_steps: int = setting(50, "write a checkpoint every this many steps", ge=1, resume_free=True)
     save_total_limit: int = setting(2, "checkpoints kept", ge=1, resume_free=True)
     logging_steps: int = setting(5, "log the loss every this many steps", ge=1, resume_free=True)
-    report_to: str = setting("auto", "auto: wandb when WANDB_API_KEY is set, else local metrics only",
-                             choices=("auto", "none", "wandb"), resume_free=True)
-    save_merged: bool = setting(False, "also save the adapter merged into its base (a standalone model)",
-                                resume_free=True)
+    report_to: str = setting(
+        "auto",
+        "auto: wandb when WANDB_API_KEY is set, else local metrics only",
+        choices=("auto", "none", "wandb"),
+        resume_free=True,
+    )
+    save_merged: bool = setting(
+        False, "also save the adapter merged into its base (a standalone model)", resume_free=True
+    )
 
     def validate(self) -> None:
         _need(self.num_train_epochs > 0 or self.max_steps > 0, "set num_train_epochs > 0 or max_steps > 0")
@@ -284,17 +332,33 @@ class TrainSettings(Settings):
 class SFTSettings(TrainSettings):
     """QLoRA SFT (the seed's defaults: lr 2e-4, effective batch 16, max length 512)."""
 
-    LESSON: ClassVar[tuple[str, ...]] = ("model", "learning_rate", "num_train_epochs", "max_steps", "lora_r",
-                                         "lora_alpha", "target_modules", "per_device_train_batch_size",
-                                         "gradient_accumulation_steps", "max_length", "train_sample_size")
+    LESSON: ClassVar[tuple[str, ...]] = (
+        "model",
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "lora_r",
+        "lora_alpha",
+        "target_modules",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_length",
+        "train_sample_size",
+    )
 
     lora_r: int = setting(16, "LoRA rank: size of the two small matrices beside each targeted projection", ge=1)
     lora_alpha: int = setting(32, "LoRA scale: the update is multiplied by lora_alpha / lora_r", ge=1)
     lora_dropout: float = setting(0.05, "dropout on the LoRA input", ge=0, lt=1)
-    target_modules: str = setting("qkvo", "layers that get LoRA: the q/k/v/o attention projections, or every "
-                                          "linear layer", choices=("qkvo", "all-linear"))
-    answer_format: str = setting("letter", "the target's final line: 'Answer: C', or 'Answer: C. ocean' with the "
-                                           "choice's text", choices=ANSWER_FORMATS)
+    target_modules: str = setting(
+        "qkvo",
+        "layers that get LoRA: the q/k/v/o attention projections, or every linear layer",
+        choices=("qkvo", "all-linear"),
+    )
+    answer_format: str = setting(
+        "letter",
+        "the target's final line: 'Answer: C', or 'Answer: C. ocean' with the choice's text",
+        choices=ANSWER_FORMATS,
+    )
 
     @property
     def output_dir(self) -> Path:
@@ -305,25 +369,39 @@ class SFTSettings(TrainSettings):
 class DPOSettings(TrainSettings, UsesSFTAdapter):
     """DPO on top of the SFT adapter (its LoRA shape comes from that adapter)."""
 
-    LESSON: ClassVar[tuple[str, ...]] = ("model", "beta", "learning_rate", "nll_weight", "num_train_epochs",
-                                         "max_steps", "variant", "train_sample_size")
+    LESSON: ClassVar[tuple[str, ...]] = (
+        "model",
+        "beta",
+        "learning_rate",
+        "nll_weight",
+        "num_train_epochs",
+        "max_steps",
+        "variant",
+        "train_sample_size",
+    )
 
     learning_rate: float = setting(5e-5, "peak learning rate", gt=0, lt=1)
-    per_device_train_batch_size: int = setting(8, "pairs per micro-batch (chosen + rejected: twice the sequences)",
-                                               ge=1)
+    per_device_train_batch_size: int = setting(
+        8, "pairs per micro-batch (chosen + rejected: twice the sequences)", ge=1
+    )
     group_by_length: bool = setting(False, "not supported for DPO (TRL's DPO rows carry no lengths to sort by)")
     beta: float = setting(0.1, "DPO's beta: how far the policy may move from the SFT reference (higher = less)", gt=0)
-    nll_weight: float = setting(0.0, "weight of an NLL (SFT) term on the chosen answers beside the DPO loss "
-                                     "(RPO); 0 = plain DPO", ge=0)
+    nll_weight: float = setting(
+        0.0, "weight of an NLL (SFT) term on the chosen answers beside the DPO loss (RPO); 0 = plain DPO", ge=0
+    )
     variant: str = setting("dpo", "name of this model variant: its folder under root/outputs (e.g. dpo-offline)")
     precompute_ref_log_probs: bool = setting(False, "one reference pass before training instead of one per step")
 
     def validate(self) -> None:
         super().validate()
-        _need(not self.group_by_length,
-              "group_by_length is not supported for DPO (TRL's DPO rows carry no input_ids to sort by); set it to False")
-        _need(bool(self.variant) and "/" not in self.variant and self.variant not in ("base", "sft"),
-              f"variant must be a folder name other than 'base' and 'sft', got {self.variant!r}")
+        _need(
+            not self.group_by_length,
+            "group_by_length is not supported for DPO (TRL's DPO rows carry no input_ids to sort by); set it to False",
+        )
+        _need(
+            bool(self.variant) and "/" not in self.variant and self.variant not in ("base", "sft"),
+            f"variant must be a folder name other than 'base' and 'sft', got {self.variant!r}",
+        )
 
     @property
     def output_dir(self) -> Path:
@@ -335,22 +413,36 @@ class DPOSettings(TrainSettings, UsesSFTAdapter):
 class PairSettings(Settings, UsesSFTAdapter):
     """Preference pairs: ``offline`` (gold vs a wrong option's rationale) or ``on_policy`` (sampled from SFT)."""
 
-    LESSON: ClassVar[tuple[str, ...]] = ("strategy", "samples_per_question", "temperature", "when_all_agree",
-                                         "max_new_tokens", "train_sample_size", "max_length")
+    LESSON: ClassVar[tuple[str, ...]] = (
+        "strategy",
+        "samples_per_question",
+        "temperature",
+        "when_all_agree",
+        "max_new_tokens",
+        "train_sample_size",
+        "max_length",
+    )
 
-    strategy: str = setting("offline", "offline: gold vs a wrong option's rationale; on_policy: the SFT model's own "
-                                       "right vs wrong samples", choices=("offline", "on_policy"))
+    strategy: str = setting(
+        "offline",
+        "offline: gold vs a wrong option's rationale; on_policy: the SFT model's own right vs wrong samples",
+        choices=("offline", "on_policy"),
+    )
     samples_per_question: int = setting(4, "on_policy: completions sampled per question", ge=2)
     temperature: float = setting(0.9, "on_policy: sampling temperature", gt=0)
     max_new_tokens: int = setting(160, "on_policy: longest sample in new tokens", ge=8)
-    batch_size: int = setting(32, "sequences generated per batch (questions per batch = batch_size // samples)",
-                              ge=1)
-    when_all_agree: str = setting("offline", "on_policy, when all samples are right or all wrong: use the offline "
-                                             "pair, or skip the question", choices=("offline", "skip"))
-    max_length: int = setting(512, "pairs whose prompt + longer side exceed this many tokens are dropped "
-                                   "(DPO's max_length)", ge=64)
-    answer_format: str = setting("letter", "offline pairs' final line, as the SFT run's answer_format",
-                                 choices=ANSWER_FORMATS)
+    batch_size: int = setting(32, "sequences generated per batch (questions per batch = batch_size // samples)", ge=1)
+    when_all_agree: str = setting(
+        "offline",
+        "on_policy, when all samples are right or all wrong: use the offline pair, or skip the question",
+        choices=("offline", "skip"),
+    )
+    max_length: int = setting(
+        512, "pairs whose prompt + longer side exceed this many tokens are dropped (DPO's max_length)", ge=64
+    )
+    answer_format: str = setting(
+        "letter", "offline pairs' final line, as the SFT run's answer_format", choices=ANSWER_FORMATS
+    )
 
 
 @dataclass(frozen=True)
@@ -359,12 +451,17 @@ class EvalSettings(Settings):
 
     LESSON: ClassVar[tuple[str, ...]] = ("variants", "modes", "sample_size", "max_new_tokens", "split")
 
-    variants: tuple[str, ...] = setting(("base", "sft", "dpo"), "model variants: 'base' or folder names under "
-                                                                "root/outputs (e.g. dpo-offline)")
-    split: str = setting("validation", "validation, or holdout (the tuning slice of train; needs holdout_size > 0)",
-                         choices=("validation", "holdout"))
-    modes: tuple[str, ...] = setting(("cot", "cloze", "letter"), "evaluation modes (helpers.eval_modes)",
-                                     choices=MODE_NAMES)
+    variants: tuple[str, ...] = setting(
+        ("base", "sft", "dpo"), "model variants: 'base' or folder names under root/outputs (e.g. dpo-offline)"
+    )
+    split: str = setting(
+        "validation",
+        "validation, or holdout (the tuning slice of train; needs holdout_size > 0)",
+        choices=("validation", "holdout"),
+    )
+    modes: tuple[str, ...] = setting(
+        ("cot", "cloze", "letter"), "evaluation modes (helpers.eval_modes)", choices=MODE_NAMES
+    )
     sample_size: int | None = setting(None, "questions evaluated (a seeded sample); None = all", ge=1)
     max_new_tokens: int = setting(192, "cot: longest answer in new tokens", ge=8)
     batch_size: int = setting(32, "questions per batch", ge=1)
@@ -382,5 +479,9 @@ class EvalSettings(Settings):
 
 
 STEP_SETTINGS: dict[str, type[Settings]] = {
-    "data": Settings, "sft": SFTSettings, "pairs": PairSettings, "dpo": DPOSettings, "eval": EvalSettings,
+    "data": Settings,
+    "sft": SFTSettings,
+    "pairs": PairSettings,
+    "dpo": DPOSettings,
+    "eval": EvalSettings,
 }

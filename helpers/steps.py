@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from datasets import Dataset, DatasetDict
 
@@ -30,8 +31,9 @@ HOLDOUT_FILE = "holdout_ids.json"  # in an adapter folder: the train questions i
 
 def load_data(s: Settings) -> DatasetDict:
     """The leak-free data the settings ask for (held-out slice and train sample applied)."""
-    return data_mod.load_ecqa(s.data_source, train_sample_size=s.train_sample_size, seed=s.seed,
-                              holdout_size=s.holdout_size)
+    return data_mod.load_ecqa(
+        s.data_source, train_sample_size=s.train_sample_size, seed=s.seed, holdout_size=s.holdout_size
+    )
 
 
 # ---------------------------------------------------------------- held-out questions stay held out
@@ -45,9 +47,11 @@ def refuse_holdout(ids: Any, adapter_dir: str | Path, what: str) -> None:
     """Refuse to train or tune on questions that the SFT run behind ``adapter_dir`` held out."""
     overlap = sorted({str(i) for i in ids} & holdout_ids(adapter_dir))
     if overlap:
-        raise ValueError(f"{what} would use {len(overlap)} questions (e.g. {overlap[0]}) that the SFT run in "
-                         f"{adapter_dir} held out for tuning: use that run's seed and holdout_size "
-                         f"(see {Path(adapter_dir) / 'settings.json'})")
+        raise ValueError(
+            f"{what} would use {len(overlap)} questions (e.g. {overlap[0]}) that the SFT run in "
+            f"{adapter_dir} held out for tuning: use that run's seed and holdout_size "
+            f"(see {Path(adapter_dir) / 'settings.json'})"
+        )
 
 
 def refuse_other_answer_format(answer_format: str, adapter_dir: str | Path, what: str) -> None:
@@ -55,8 +59,10 @@ def refuse_other_answer_format(answer_format: str, adapter_dir: str | Path, what
     saved = Path(adapter_dir) / "settings.json"
     taught = json.loads(saved.read_text()).get("answer_format", "letter") if saved.is_file() else answer_format
     if taught != answer_format:
-        raise ValueError(f"{what} uses answer_format {answer_format!r} but the SFT run in {adapter_dir} was trained "
-                         f"with {taught!r}: set answer_format={taught!r}")
+        raise ValueError(
+            f"{what} uses answer_format {answer_format!r} but the SFT run in {adapter_dir} was trained "
+            f"with {taught!r}: set answer_format={taught!r}"
+        )
 
 
 def _write_holdout(s: SFTSettings, data: DatasetDict) -> None:
@@ -66,8 +72,9 @@ def _write_holdout(s: SFTSettings, data: DatasetDict) -> None:
 
 
 # ---------------------------------------------------------------- the steps
-def run_sft(s: SFTSettings, data: DatasetDict | None = None, model: Any = None,
-            tokenizer: Any = None) -> training.TrainResult:
+def run_sft(
+    s: SFTSettings, data: DatasetDict | None = None, model: Any = None, tokenizer: Any = None
+) -> training.TrainResult:
     """Train (or resume) the SFT adapter into ``root/outputs/sft``."""
     data = data or load_data(s)
     if distributed.is_main():
@@ -76,8 +83,9 @@ def run_sft(s: SFTSettings, data: DatasetDict | None = None, model: Any = None,
     return training.train_sft(s, data["train"], model=model, tokenizer=tokenizer, inputs=inputs)
 
 
-def run_pairs(s: PairSettings, data: DatasetDict | None = None, model: Any = None,
-              tokenizer: Any = None) -> tuple[list[dict], Any]:
+def run_pairs(
+    s: PairSettings, data: DatasetDict | None = None, model: Any = None, tokenizer: Any = None
+) -> tuple[list[dict], Any]:
     """Build preference pairs into ``root/data/dpo_pairs.jsonl`` (on-policy: sampled from the SFT adapter)."""
     from helpers import pairs
 
@@ -92,10 +100,16 @@ def run_pairs(s: PairSettings, data: DatasetDict | None = None, model: Any = Non
         model = models.load_adapter_model(s.sft_dir, precision=s.precision, quantize=s.quantize)
     built, report = pairs.build_pairs(s, tokenizer, data["train"], model=model)
     pairs.write_pairs(built, s.pairs, report)
-    made_by = {"strategy": s.strategy, "model": s.model, "max_length": s.max_length, "seed": s.seed,
-               "answer_format": s.answer_format,
-               "holdout_size": s.holdout_size, "train_sample_size": s.train_sample_size,
-               "train_ids": provenance.ids_hash(data["train"]["id"])}
+    made_by = {
+        "strategy": s.strategy,
+        "model": s.model,
+        "max_length": s.max_length,
+        "seed": s.seed,
+        "answer_format": s.answer_format,
+        "holdout_size": s.holdout_size,
+        "train_sample_size": s.train_sample_size,
+        "train_ids": provenance.ids_hash(data["train"]["id"]),
+    }
     if on_policy:
         made_by["samples"] = provenance.read(pairs.samples_path(s))
     provenance.write(s.pairs, made_by)
@@ -110,12 +124,16 @@ def pairs_for_dpo(s: DPOSettings) -> Dataset:
     pair_ds = pairs.read_pairs(s.pairs)
     made_by = provenance.read(s.pairs)
     if made_by is None:
-        raise ValueError(f"{s.pairs} records nothing about what made it (an older version wrote it): rebuild it "
-                         "with notebooks/02_pairs (python -m helpers pairs ...)")
+        raise ValueError(
+            f"{s.pairs} records nothing about what made it (an older version wrote it): rebuild it "
+            "with notebooks/02_pairs (python -m helpers pairs ...)"
+        )
     sampled_from = (made_by.get("samples") or {}).get("sft_adapter")
     if made_by.get("strategy") == "on_policy" and sampled_from != provenance.adapter_hash(s.sft_dir):
-        raise ValueError(f"the on-policy pairs in {s.pairs} were sampled from another SFT adapter than the one in "
-                         f"{s.sft_dir} (retrained since?): rebuild them with notebooks/02_pairs")
+        raise ValueError(
+            f"the on-policy pairs in {s.pairs} were sampled from another SFT adapter than the one in "
+            f"{s.sft_dir} (retrained since?): rebuild them with notebooks/02_pairs"
+        )
     refuse_holdout(pair_ds["id"], s.sft_dir, f"DPO on {s.pairs}")
     refuse_other_answer_format(made_by.get("answer_format", "letter"), s.sft_dir, f"the pairs in {s.pairs}")
     if s.train_sample_size and s.train_sample_size < pair_ds.num_rows:  # a seeded subset of the pairs
@@ -123,12 +141,16 @@ def pairs_for_dpo(s: DPOSettings) -> Dataset:
     return pair_ds
 
 
-def run_dpo(s: DPOSettings, pair_ds: Dataset | None = None, model: Any = None,
-            tokenizer: Any = None) -> training.TrainResult:
+def run_dpo(
+    s: DPOSettings, pair_ds: Dataset | None = None, model: Any = None, tokenizer: Any = None
+) -> training.TrainResult:
     """DPO from the SFT adapter on the saved pairs into ``root/outputs/<variant>``."""
     pair_ds = pair_ds if pair_ds is not None else pairs_for_dpo(s)
-    inputs = {"sft_adapter": provenance.adapter_hash(s.sft_dir), "pairs": provenance.file_hash(s.pairs),
-              "pair_ids": provenance.ids_hash(pair_ds["id"])}
+    inputs = {
+        "sft_adapter": provenance.adapter_hash(s.sft_dir),
+        "pairs": provenance.file_hash(s.pairs),
+        "pair_ids": provenance.ids_hash(pair_ds["id"]),
+    }
     result = training.train_dpo(s, pair_ds, model=model, tokenizer=tokenizer, inputs=inputs)
     if distributed.is_main():  # the held-out questions travel with the adapter
         (s.output_dir / HOLDOUT_FILE).write_text(json.dumps(sorted(holdout_ids(s.sft_dir))) + "\n")
@@ -143,9 +165,11 @@ def check_eval_split(s: EvalSettings, data: DatasetDict) -> None:
     for variant in s.variants:
         folder = s.variant_dir(variant)
         if variant != "base" and models.has_adapter(folder) and not asked <= holdout_ids(folder):
-            raise ValueError(f"variant {variant!r} did not hold out these {len(asked)} questions (its SFT run used "
-                             "another seed or holdout_size), so it may have trained on them: evaluate with that "
-                             f"run's seed and holdout_size (see {folder / 'settings.json'})")
+            raise ValueError(
+                f"variant {variant!r} did not hold out these {len(asked)} questions (its SFT run used "
+                "another seed or holdout_size), so it may have trained on them: evaluate with that "
+                f"run's seed and holdout_size (see {folder / 'settings.json'})"
+            )
 
 
 def run_eval(s: EvalSettings, data: DatasetDict | None = None) -> Any:
@@ -169,24 +193,30 @@ def check_model(name: str) -> None:
     """A local model folder must exist and hold weights; presets and Hub ids are checked when they load."""
     folder = Path(models.resolve(name)[0])  # a missing folder or one without config.json is refused here
     if folder.is_dir() and not any(any(folder.glob(pattern)) for pattern in WEIGHTS):
-        raise FileNotFoundError(f"model folder {folder} has a config.json but no weights (model.safetensors or "
-                                "pytorch_model.bin): copy the weights into it, or set model to a complete folder, "
-                                "a Hub id or a preset")
+        raise FileNotFoundError(
+            f"model folder {folder} has a config.json but no weights (model.safetensors or "
+            "pytorch_model.bin): copy the weights into it, or set model to a complete folder, "
+            "a Hub id or a preset"
+        )
 
 
 def check_sft_adapter(s: DPOSettings | PairSettings) -> None:
     """The SFT adapter that DPO and on-policy pairs start from: present, and trained on ``s.model``."""
-    models.require_adapter(s.sft_dir, "run notebooks/03_sft (python -m helpers sft) with the same root first, or "
-                                      "set sft_adapter to its folder")
+    models.require_adapter(
+        s.sft_dir,
+        "run notebooks/03_sft (python -m helpers sft) with the same root first, or set sft_adapter to its folder",
+    )
     models.sft_adapter_base(s.sft_dir, s.model, type(s).__name__)
 
 
 def check_variants(s: EvalSettings) -> None:
     """At least one variant to evaluate: "base", or one whose adapter is under ``root/outputs``."""
     if all(v != "base" and not models.has_adapter(s.variant_dir(v)) for v in s.variants):
-        raise FileNotFoundError(f"none of the variants {list(s.variants)} has an adapter under "
-                                f"{s.root_dir / 'outputs'}: train them first with the same root (notebooks/03_sft "
-                                "for 'sft', 04_dpo for 'dpo'), or add 'base' to variants")
+        raise FileNotFoundError(
+            f"none of the variants {list(s.variants)} has an adapter under "
+            f"{s.root_dir / 'outputs'}: train them first with the same root (notebooks/03_sft "
+            "for 'sft', 04_dpo for 'dpo'), or add 'base' to variants"
+        )
 
 
 def prepare(step: str, s: Any) -> dict[str, Any]:
@@ -196,8 +226,10 @@ def prepare(step: str, s: Any) -> dict[str, Any]:
     """
     check_model(s.model)
     if step == "pairs" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("pairs are built by one process (each would sample all questions into the same file): "
-                         "run python -m helpers pairs without accelerate launch / torchrun")
+        raise ValueError(
+            "pairs are built by one process (each would sample all questions into the same file): "
+            "run python -m helpers pairs without accelerate launch / torchrun"
+        )
     if step == "dpo":
         check_sft_adapter(s)
         return {"pair_ds": pairs_for_dpo(s)}

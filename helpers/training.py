@@ -13,9 +13,10 @@ import logging
 import os
 import time
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -118,8 +119,9 @@ def dpo_config(s: DPOSettings) -> Any:
 
 def sft_dataset(tokenizer: Any, records: Dataset, answer_format: str = "letter") -> Dataset:
     """Records -> ``{"prompt", "completion"}`` strings in the one prompt format."""
-    return records.map(lambda r: prompts.to_prompt_completion(tokenizer, r, answer_format),
-                       remove_columns=records.column_names)
+    return records.map(
+        lambda r: prompts.to_prompt_completion(tokenizer, r, answer_format), remove_columns=records.column_names
+    )
 
 
 @dataclass
@@ -174,7 +176,10 @@ def last_valid_checkpoint(output_dir: str | Path) -> str | None:
     folder = Path(output_dir)
     if not folder.is_dir():
         return None
-    ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    ckpts = sorted(
+        folder.glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    )
     for ckpt in reversed(ckpts):
         try:
             _check_checkpoint(ckpt)
@@ -237,9 +242,11 @@ def check_resumable(output_dir: str | Path, key: Mapping[str, Any]) -> None:
     old = (provenance.read(output_dir) or {}).get("resume_key")
     what = provenance.diff(old, key) if old is not None else "no provenance.json: an older version wrote them"
     if old != key:
-        raise ValueError(f"{output_dir} holds checkpoints of a run with other settings or inputs ({what}); resuming "
-                         "would mix the two runs. Put the old values back to resume, or delete the folder (or choose "
-                         "another root or variant) to start afresh.")
+        raise ValueError(
+            f"{output_dir} holds checkpoints of a run with other settings or inputs ({what}); resuming "
+            "would mix the two runs. Put the old values back to resume, or delete the folder (or choose "
+            "another root or variant) to start afresh."
+        )
 
 
 def _tokens_at(checkpoint: str | None) -> int:
@@ -277,18 +284,33 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
         # A finished run asked to train again: left alone (transformers 5.17 resumed at its last step trains one
         # more step, so this is decided before `train`, not from the step count after it).
         if main:
-            print(f"{out} already finished at step {resume.rsplit('-', 1)[-1]}: nothing to train (raise max_steps "
-                  "or num_train_epochs to train on, or delete the folder to retrain)")
+            print(
+                f"{out} already finished at step {resume.rsplit('-', 1)[-1]}: nothing to train (raise max_steps "
+                "or num_train_epochs to train on, or delete the folder to retrain)"
+            )
         history = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else []
-        return TrainResult(output_dir=out, log_history=history, resumed_from=resume,
-                           **{k: v for k, v in json.loads(summary_path.read_text()).items()
-                              if k in ("seconds", "tokens_per_s", "peak_gib")})
+        return TrainResult(
+            output_dir=out,
+            log_history=history,
+            resumed_from=resume,
+            **{
+                k: v
+                for k, v in json.loads(summary_path.read_text()).items()
+                if k in ("seconds", "tokens_per_s", "peak_gib")
+            },
+        )
     if main:
         out.mkdir(parents=True, exist_ok=True)
         s.to_json(out / "settings.json")
-        provenance.write(out, {"resume_key": key, "quantized": models.is_quantized(trainer.model),
-                               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                               "versions": _versions()})
+        provenance.write(
+            out,
+            {
+                "resume_key": key,
+                "quantized": models.is_quantized(trainer.model),
+                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                "versions": _versions(),
+            },
+        )
     keep_adapter_fp32_for_fp16(trainer)
     if resume and main:
         print(f"resuming from {resume}")
@@ -303,9 +325,16 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     if resume and trainer.state.global_step <= start_step and summary_path.is_file():
         if main:  # a finished run asked to train again: nothing was trained, the artifacts stay as they are
             print(f"{out} already finished at step {start_step}: nothing to train (delete the folder to retrain)")
-        return TrainResult(output_dir=out, log_history=history, resumed_from=resume,
-                           **{k: v for k, v in json.loads(summary_path.read_text()).items()
-                              if k in ("seconds", "tokens_per_s", "peak_gib")})
+        return TrainResult(
+            output_dir=out,
+            log_history=history,
+            resumed_from=resume,
+            **{
+                k: v
+                for k, v in json.loads(summary_path.read_text()).items()
+                if k in ("seconds", "tokens_per_s", "peak_gib")
+            },
+        )
     trainer.save_model(str(out))  # called by every process; writes on the main one
     # tokens trained in this call: seen at the end minus seen at the checkpoint it resumed from (summed over
     # all processes by the trainer: the run's throughput, not one GPU's)
@@ -329,8 +358,12 @@ def _versions() -> dict[str, str]:
     import transformers
     import trl
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
-            "peft": peft.__version__}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+    }
 
 
 def _write_outputs(trainer: Any, s: TrainSettings, tokenizer: Any, result: TrainResult) -> None:
@@ -349,8 +382,14 @@ def _write_outputs(trainer: Any, s: TrainSettings, tokenizer: Any, result: Train
         models.save_merged(out, out.with_name(out.name + "-merged"), precision=s.precision)
 
 
-def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokenizer: Any = None,
-              callbacks: list[TrainerCallback] | None = None, inputs: Mapping[str, Any] | None = None) -> TrainResult:
+def train_sft(
+    s: SFTSettings,
+    train_records: Dataset,
+    model: Any = None,
+    tokenizer: Any = None,
+    callbacks: list[TrainerCallback] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+) -> TrainResult:
     """QLoRA SFT of ``s.model`` on train records (loss on the target only); resumes if interrupted."""
     from trl import SFTTrainer
 
@@ -367,8 +406,14 @@ def train_sft(s: SFTSettings, train_records: Dataset, model: Any = None, tokeniz
     return _run(trainer, s, tokenizer, inputs or {})
 
 
-def train_dpo(s: DPOSettings, pairs: Dataset, model: Any = None, tokenizer: Any = None,
-              callbacks: list[TrainerCallback] | None = None, inputs: Mapping[str, Any] | None = None) -> TrainResult:
+def train_dpo(
+    s: DPOSettings,
+    pairs: Dataset,
+    model: Any = None,
+    tokenizer: Any = None,
+    callbacks: list[TrainerCallback] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+) -> TrainResult:
     """DPO continuing from the SFT adapter; the reference policy is a frozen copy of that adapter.
 
     TRL adds the copy as a second adapter ("ref") on the same base weights, so the reference is

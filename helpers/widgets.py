@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import html
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import ipywidgets as W
 import pandas as pd
@@ -36,8 +37,9 @@ def control(f: dataclasses.Field, hint: Any, value: Any) -> W.Widget:
     common = {"description": f.name, _TIP: meta.get("help", ""), "style": _STYLE, "layout": _LAYOUT}
     if meta.get("labels"):  # e.g. bool | None: auto / 4-bit / full precision (by position: None is no value here)
         values = [v for v, _ in meta["labels"]]
-        return W.Dropdown(options=[(label, i) for i, (_, label) in enumerate(meta["labels"])],
-                          value=values.index(value), **common)
+        return W.Dropdown(
+            options=[(label, i) for i, (_, label) in enumerate(meta["labels"])], value=values.index(value), **common
+        )
     if meta.get("choices") and isinstance(value, tuple):
         return W.SelectMultiple(options=list(meta["choices"]), value=value, **common)
     if meta.get("choices"):
@@ -77,12 +79,15 @@ class SettingsForm(W.VBox):
         lesson = [n for n in type(settings).LESSON if n in self._fields]
         more = [n for n in self._fields if n not in lesson]
         self.controls: dict[str, W.Widget] = {
-            n: control(self._fields[n], self._hints[n], getattr(settings, n)) for n in lesson + more}
+            n: control(self._fields[n], self._hints[n], getattr(settings, n)) for n in lesson + more
+        }
         for widget in self.controls.values():
             widget.observe(self._changed, names="value")
         self.status = W.HTML()
-        children: list[W.Widget] = [W.HTML(f"<b>{type(settings).__name__}</b> (hover a name for its help)"),
-                                    *(self.controls[n] for n in lesson)]
+        children: list[W.Widget] = [
+            W.HTML(f"<b>{type(settings).__name__}</b> (hover a name for its help)"),
+            *(self.controls[n] for n in lesson),
+        ]
         if more:
             accordion = W.Accordion(children=[W.VBox([self.controls[n] for n in more])], selected_index=None)
             accordion.set_title(0, f"More settings ({len(more)})")
@@ -98,7 +103,9 @@ class SettingsForm(W.VBox):
             if f.metadata.get("labels"):
                 widget.value = [v for v, _ in f.metadata["labels"]].index(value)
             elif isinstance(widget, W.Text) and not isinstance(widget, W.Combobox):
-                widget.value = ", ".join(value) if isinstance(value, (tuple, list)) else "" if value is None else str(value)
+                widget.value = (
+                    ", ".join(value) if isinstance(value, (tuple, list)) else "" if value is None else str(value)
+                )
             else:
                 widget.value = value
         return self
@@ -112,8 +119,9 @@ class SettingsForm(W.VBox):
     def settings(self) -> Settings:
         """The settings the form shows; ValueError while a control holds an invalid value."""
         if self._error:
-            raise ValueError(f"the settings form shows an error: {self._error}. Fix that control, then run this "
-                             "cell again")
+            raise ValueError(
+                f"the settings form shows an error: {self._error}. Fix that control, then run this cell again"
+            )
         return self._settings
 
     def value(self) -> Settings:
@@ -126,8 +134,11 @@ class SettingsForm(W.VBox):
         return self._error
 
     def _show(self) -> None:
-        self.status.value = (f"<span style='color:#b00'>&#10007; {html.escape(self._error)}</span>" if self._error
-                             else "<span style='color:#080'>&#10003; settings valid</span>")
+        self.status.value = (
+            f"<span style='color:#b00'>&#10007; {html.escape(self._error)}</span>"
+            if self._error
+            else "<span style='color:#080'>&#10003; settings valid</span>"
+        )
 
     def _changed(self, _change: Mapping[str, Any]) -> None:
         try:
@@ -156,8 +167,11 @@ def _pre(text: str, max_chars: int | None = None) -> str:
 def _columns(cells: Sequence[str]) -> str:
     """Side-by-side columns, left-aligned, that wrap onto new rows when narrow (never mid-word)."""
     style = "display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:14px;text-align:left"
-    return f"<div style='{style}'>" + "".join(
-        f"<div style='border-left:3px solid #ddd;padding-left:8px;text-align:left'>{c}</div>" for c in cells) + "</div>"
+    return (
+        f"<div style='{style}'>"
+        + "".join(f"<div style='border-left:3px solid #ddd;padding-left:8px;text-align:left'>{c}</div>" for c in cells)
+        + "</div>"
+    )
 
 
 def _block(inner: str) -> str:
@@ -217,16 +231,19 @@ def loss_mask_html(mask: LossMask, tokenizer: Any) -> str:
         text = html.escape(tokenizer.decode([tid], clean_up_tokenization_spaces=False)).replace("\n", "&#8629;<br>")
         spans.append(f"<span style='{'background:#cfc' if m else 'color:#999'}'>{text}</span>")
     trained = sum(mask.mask)
-    return (f"<p><span style='color:#999'>grey: prompt, masked (label -100)</span> &nbsp; "
-            f"<span style='background:#cfc'>green: completion, trained</span> &mdash; "
-            f"{len(mask.ids) - trained} masked, {trained} trained</p>"
-            f"<div style='font-family:monospace;font-size:90%;text-align:left'>{''.join(spans)}</div>")
+    return (
+        f"<p><span style='color:#999'>grey: prompt, masked (label -100)</span> &nbsp; "
+        f"<span style='background:#cfc'>green: completion, trained</span> &mdash; "
+        f"{len(mask.ids) - trained} masked, {trained} trained</p>"
+        f"<div style='font-family:monospace;font-size:90%;text-align:left'>{''.join(spans)}</div>"
+    )
 
 
 def pair_html(pair: Mapping[str, Any], prompt_chars: int = 400) -> str:
     """One preference pair: the end of its prompt, chosen vs rejected side by side, parsed letters, kind."""
-    cells = [f"<b>{side}</b> (parsed: {extract_answer(pair[side])}){_pre(pair[side])}"
-             for side in ("chosen", "rejected")]
+    cells = [
+        f"<b>{side}</b> (parsed: {extract_answer(pair[side])}){_pre(pair[side])}" for side in ("chosen", "rejected")
+    ]
     return (
         f"<b>kind:</b> {html.escape(str(pair.get('kind', '?')))} &nbsp; <b>gold:</b> {pair.get('gold', '?')}"
         f" &nbsp; <small>id {html.escape(str(pair.get('id', '?')))}</small>"
@@ -247,9 +264,11 @@ def _is_true(value: Any) -> bool:
 
 def question_html(record: Mapping[str, Any], rows: pd.DataFrame) -> str:
     """A question, its choices and gold, and each variant's CoT output side by side (pipeline order)."""
-    head = (f"<div style='text-align:left'><b>{html.escape(record['question'])}</b> "
-            f"<small>(id {html.escape(str(record['id']))})</small><br>"
-            f"{_choices_html(record['choices'], record['answer'])}<br><b>gold:</b> {record['answer']}</div>")
+    head = (
+        f"<div style='text-align:left'><b>{html.escape(record['question'])}</b> "
+        f"<small>(id {html.escape(str(record['id']))})</small><br>"
+        f"{_choices_html(record['choices'], record['answer'])}<br><b>gold:</b> {record['answer']}</div>"
+    )
     by_variant = {v: r for v, r in zip(rows["variant"], rows.to_dict("records"))}
     cells = []
     for v in variant_order(list(by_variant)):
@@ -261,14 +280,20 @@ def question_html(record: Mapping[str, Any], rows: pd.DataFrame) -> str:
 
 
 def compare_html(records: Sequence[Mapping[str, Any]], outputs_by_variant: Mapping[str, Sequence[str]]) -> str:
-    """Questions with each variant's output side by side (e.g. ``{"base": [...], "sft": [...]}``), parsed and marked."""
+    """Questions with each variant's output side by side (``{"base": [...], "sft": [...]}``), parsed and marked."""
     parts = []
     for i, record in enumerate(records):
-        rows = pd.DataFrame([
-            {"variant": v, "output": outs[i], "parsed": extract_answer(outs[i]),
-             "correct": extract_answer(outs[i]) == record["answer"]}
-            for v, outs in outputs_by_variant.items()
-        ])
+        rows = pd.DataFrame(
+            [
+                {
+                    "variant": v,
+                    "output": outs[i],
+                    "parsed": extract_answer(outs[i]),
+                    "correct": extract_answer(outs[i]) == record["answer"],
+                }
+                for v, outs in outputs_by_variant.items()
+            ]
+        )
         parts.append(question_html(record, rows))
     return "<hr>".join(parts)
 
@@ -283,8 +308,10 @@ def cot_inspector(records_df: pd.DataFrame, questions: Any, filters: Sequence[st
     def refresh(_change: Any = None) -> None:
         ids = [i for i in inspector_filter(records_df, dropdown.value) if i in by_id]
         count = W.HTML(f"{len(ids)} question(s) match <i>{html.escape(dropdown.value)}</i>")
-        body.children = [count, _browser(len(ids), lambda k: question_html(by_id[ids[k]], cot[cot["id"] == ids[k]]),
-                                         "question")]
+        body.children = [
+            count,
+            _browser(len(ids), lambda k: question_html(by_id[ids[k]], cot[cot["id"] == ids[k]]), "question"),
+        ]
 
     dropdown.observe(refresh, names="value")
     refresh()

@@ -1,7 +1,7 @@
 """Strip outputs, execution counts and widget state from notebooks (commit them clean).
 
-    python scripts/clean_notebooks.py notebooks/*.ipynb          # clean in place
-    python scripts/clean_notebooks.py --check notebooks/*.ipynb  # exit 1 if any is not clean
+python scripts/clean_notebooks.py notebooks/*.ipynb          # clean in place
+python scripts/clean_notebooks.py --check notebooks/*.ipynb  # exit 1 if any is not clean
 """
 
 from __future__ import annotations

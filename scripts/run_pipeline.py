@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                 "save_steps": 2,
                 "logging_steps": 1,
                 "max_length": 320,
-            }
+            },
         },
         "04_dpo": {
             "FORM_EDITS": {"beta": 0.2, "learning_rate": 1e-5},
@@ -53,7 +53,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                 "save_steps": 2,
                 "logging_steps": 1,
                 "max_length": 384,
-            }
+            },
         },
         "05_eval": {"EVAL_SAMPLE_SIZE": 6, "OVERRIDES": {"max_new_tokens": 24, "batch_size": 6}},
     },
@@ -159,9 +159,7 @@ def main() -> None:
         if comparisons.is_file():
             print(pd.read_csv(comparisons).to_string(index=False))
     print("\nseconds per notebook: " + ", ".join(f"{n} {t:.0f}" for n, t in times.items()))
-    print(
-        f"pipeline finished in {time.perf_counter() - start:.0f} s; executed notebooks in {args.out / 'notebooks'}"
-    )
+    print(f"pipeline finished in {time.perf_counter() - start:.0f} s; executed notebooks in {args.out / 'notebooks'}")
 
 
 if __name__ == "__main__":

@@ -93,8 +93,14 @@ def child_env(*drop: str) -> dict[str, str]:
     """The environment for a test's subprocess that runs a real step: ``MCQ_TEST_THREADS`` threads, offline, no
     tracking or token, unbuffered; ``drop`` names more variables to remove."""
     threads = os.environ.get("MCQ_TEST_THREADS", "1")
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     for key in ("WANDB_API_KEY", "WANDB_MODE", "HF_TOKEN", *drop):
         env.pop(key, None)
     return env

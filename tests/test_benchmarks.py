@@ -16,18 +16,47 @@ pytestmark = pytest.mark.slow
 
 def run(script: str, *args: str) -> str:
     threads = os.environ.get("MCQ_TEST_THREADS", "1")
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done.stdout
 
 
 def test_train_speed_writes_seed_and_default_rows_with_ratios(tmp_path, ecqa_dir):
-    out = run("train_speed.py", "--tiny", "--stages", "sft", "--configs", "seed", "default", "--steps", "2",
-              "--seed-steps", "2", "--precision", "bf16", "--data", str(ecqa_dir), "--work", str(tmp_path / "w"),
-              "--out", str(tmp_path / "res"))
+    out = run(
+        "train_speed.py",
+        "--tiny",
+        "--stages",
+        "sft",
+        "--configs",
+        "seed",
+        "default",
+        "--steps",
+        "2",
+        "--seed-steps",
+        "2",
+        "--precision",
+        "bf16",
+        "--data",
+        str(ecqa_dir),
+        "--work",
+        str(tmp_path / "w"),
+        "--out",
+        str(tmp_path / "res"),
+    )
     rows = json.loads(next((tmp_path / "res").glob("*-cpu.json")).read_text())
     assert [(r["stage"], r["config"]) for r in rows] == [("sft", "seed"), ("sft", "default")]
     seed, default = rows
@@ -39,8 +68,22 @@ def test_train_speed_writes_seed_and_default_rows_with_ratios(tmp_path, ecqa_dir
 
 
 def test_generation_speed_compares_paths_on_the_same_questions(tmp_path, ecqa_dir):
-    out = run("generation_speed.py", "--questions", "3", "--batch-size", "3", "--max-new-tokens", "6",
-              "--variants", "project", "dynamic", "--data", str(ecqa_dir), "--out", str(tmp_path))
+    out = run(
+        "generation_speed.py",
+        "--questions",
+        "3",
+        "--batch-size",
+        "3",
+        "--max-new-tokens",
+        "6",
+        "--variants",
+        "project",
+        "dynamic",
+        "--data",
+        str(ecqa_dir),
+        "--out",
+        str(tmp_path),
+    )
     row = json.loads(next(tmp_path.glob("*-generation-3q.json")).read_text())
     assert set(row["variants"]) == {"project", "dynamic"}
     for run_ in row["variants"].values():
@@ -50,9 +93,27 @@ def test_generation_speed_compares_paths_on_the_same_questions(tmp_path, ecqa_di
 
 
 def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on_the_same_tokens(tmp_path, ecqa_dir):
-    out = run("peer_speed.py", "--tiny", "--sides", "project", "padding-free", "--stages", "sft", "--precision", "bf16",
-              "--steps", "2", "--dpo-steps", "2", "--data", str(ecqa_dir),
-              "--work", str(tmp_path / "w"), "--out", str(tmp_path / "res"))
+    out = run(
+        "peer_speed.py",
+        "--tiny",
+        "--sides",
+        "project",
+        "padding-free",
+        "--stages",
+        "sft",
+        "--precision",
+        "bf16",
+        "--steps",
+        "2",
+        "--dpo-steps",
+        "2",
+        "--data",
+        str(ecqa_dir),
+        "--work",
+        str(tmp_path / "w"),
+        "--out",
+        str(tmp_path / "res"),
+    )
     rows = json.loads(next((tmp_path / "res").glob("*-cpu-peers.json")).read_text())
     assert [(r["stage"], r["config"]) for r in rows] == [("sft", "project"), ("sft", "padding-free")]
     project, padding_free = rows
@@ -63,11 +124,32 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
 
 
 def test_generation_1b_forces_full_length_on_both_paths(tmp_path, ecqa_dir):
-    run("generation_1b.py", "--tiny", "--precision", "bf16", "--models", "merged", "--sampling-questions", "3",
-        "--eval-questions", "2", "--max-new-tokens", "4", "--tokenizer", "smollm2-135m", "--data", str(ecqa_dir),
-        "--work", str(tmp_path / "w"), "--out", str(tmp_path))
+    run(
+        "generation_1b.py",
+        "--tiny",
+        "--precision",
+        "bf16",
+        "--models",
+        "merged",
+        "--sampling-questions",
+        "3",
+        "--eval-questions",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--tokenizer",
+        "smollm2-135m",
+        "--data",
+        str(ecqa_dir),
+        "--work",
+        str(tmp_path / "w"),
+        "--out",
+        str(tmp_path),
+    )
     rows = json.loads(next(tmp_path.glob("*-cpu-generation-1b.json")).read_text())
-    assert {(r["stage"], r["path"]) for r in rows} == {(s, p) for s in ("sampling", "cot-eval") for p in ("project", "plain")}
+    assert {(r["stage"], r["path"]) for r in rows} == {
+        (s, p) for s in ("sampling", "cot-eval") for p in ("project", "plain")
+    }
     for r in rows:
         assert r["samples"] == r["questions"] * r["k"] and r["k"] == (4 if r["stage"] == "sampling" else 1)
         assert r["new_tokens"] == r["samples"] * 4  # random weights: every row forced to max_new_tokens

@@ -41,7 +41,10 @@ RUNTIME = REPO / "tests" / "fixtures" / "colab-runtime.txt"
 INDEX = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
 GLIBC_MINOR = 35  # Colab: Ubuntu 22.04, glibc 2.35
 PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR, 16, -1)] + [
-    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+]
 PACKAGE = "llama32-mcq-cot-helpers"
 KEPT = ("torch", "ipywidgets")  # Colab's CUDA torch, and the ipywidgets whose front end Colab ships
 CUDA = re.compile(r"^(nvidia-|triton$|cuda-)")
@@ -118,8 +121,9 @@ def install_arguments(wheel: Path) -> list[str]:
     commands = install_commands()
     if commands and all(f"{PACKAGE}[colab]" in c for c in commands):
         return [f"{wheel}[colab]"]
-    assert commands and all("requirements-colab.txt" in c for c in commands), \
+    assert commands and all("requirements-colab.txt" in c for c in commands), (
         f"the notebooks install something this test does not resolve; update install_arguments:\n{commands}"
+    )
     return ["-r", str(REPO / "requirements-colab.txt"), str(wheel)]
 
 
@@ -127,12 +131,34 @@ def build_wheel(out: Path) -> Path:
     """The package as the install cell installs it (same name, version and requirements, extras included),
     built from a copy so that no build folder lands in the repository."""
     src = out / "src"
-    shutil.copytree(REPO, src, ignore=lambda folder, names: [
-        n for n in names if folder == str(REPO) and n not in ("pyproject.toml", "helpers", "requirements-colab.txt",
-                                                               "requirements")] + ["__pycache__"])
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=lambda folder, names: (
+            [
+                n
+                for n in names
+                if folder == str(REPO)
+                and n not in ("pyproject.toml", "helpers", "requirements-colab.txt", "requirements")
+            ]
+            + ["__pycache__"]
+        ),
+    )
     no_isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []  # else fetch it
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--index-url", INDEX, *no_isolation,
-           "-w", str(out), str(src)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--index-url",
+        INDEX,
+        *no_isolation,
+        "-w",
+        str(out),
+        str(src),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=300)
     assert done.returncode == 0, f"building the package's wheel failed:\n{done.stderr[-3000:]}"
     (wheel,) = out.glob("*.whl")
@@ -160,10 +186,27 @@ def resolve(tmp_path_factory) -> dict[str, Any]:
     (root / "shim.py").write_text(SHIM % {"short": ".".join(python.split(".")[:2]), "full": python})
     report = root / "report.json"
     short = "".join(python.split(".")[:2])
-    cmd = [sys.executable, "-S", str(root / "shim.py"), "install", "--dry-run", "--quiet", "--report", str(report),
-           "--index-url", INDEX, "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
-           "--abi", f"cp{short}", *[f"--platform={p}" for p in PLATFORMS],
-           *install_arguments(wheel)]
+    cmd = [
+        sys.executable,
+        "-S",
+        str(root / "shim.py"),
+        "install",
+        "--dry-run",
+        "--quiet",
+        "--report",
+        str(report),
+        "--index-url",
+        INDEX,
+        "--only-binary=:all:",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{short}",
+        *[f"--platform={p}" for p in PLATFORMS],
+        *install_arguments(wheel),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(PYTHONPATH=str(site)), timeout=600)
     assert done.returncode == 0, f"pip cannot install the notebooks' requirements on Colab:\n{done.stderr[-4000:]}"
     return {"report": json.loads(report.read_text()), "pins": pins, "python": python, "wheel": wheel}
@@ -195,8 +238,10 @@ def test_install_keeps_colabs_torch_and_ipywidgets_and_downloads_no_cuda(resolve
 def test_every_package_installed_is_a_wheel_for_colabs_python(resolve):
     """Each wheel pip picked (all but our own) installs on CPython 3.13, manylinux x86_64."""
     major, minor = (int(x) for x in resolve["python"].split(".")[:2])
-    accepted = {*cpython_tags((major, minor), [f"cp{major}{minor}"], PLATFORMS),
-                *compatible_tags((major, minor), f"cp{major}{minor}", PLATFORMS)}
+    accepted = {
+        *cpython_tags((major, minor), [f"cp{major}{minor}"], PLATFORMS),
+        *compatible_tags((major, minor), f"cp{major}{minor}", PLATFORMS),
+    }
     bad = []
     for item in resolve["report"]["install"]:
         url = item["download_info"]["url"]
@@ -216,8 +261,11 @@ def test_pins_are_what_the_tests_run_against():
 
     lines = (REPO / "requirements-colab.txt").read_text().splitlines()
     lines += tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    pinned = [r for r in (Requirement(x) for x in lines if x.strip() and not x.startswith("#"))
-              if any(s.operator == "==" for s in r.specifier)]
+    pinned = [
+        r
+        for r in (Requirement(x) for x in lines if x.strip() and not x.startswith("#"))
+        if any(s.operator == "==" for s in r.specifier)
+    ]
     assert pinned, "no exact pins found: update this test"
 
     wrong = {}

@@ -96,7 +96,7 @@ def csqa(id_: str, stem: str | None = None, answer: str = "A", n_choices: int = 
         "id": id_,
         "question": {
             "question_concept": concept,
-            "choices": [{"label": l, "text": f"choice {l.lower()}"} for l in labels],
+            "choices": [{"label": x, "text": f"choice {x.lower()}"} for x in labels],
             "stem": stem if stem is not None else f"What is question {id_}?",
         },
     }
@@ -146,30 +146,54 @@ def without(row: dict, *path: str) -> dict:
 
 # (case id, extra train rows, extra dev rows, extra ecqa rows, expected {(source, reason): count})
 BAD_ROWS = [
-    ("missing-answerKey", [without(csqa("b1"), "answerKey")], [], [],
-     {("train", "missing field 'answerKey'"): 1}),
-    ("missing-stem", [], [without(csqa("b1"), "question", "stem")], [],
-     {("validation", "missing field 'question'"): 1}),
-    ("missing-concept", [without(csqa("b1"), "question", "question_concept")], [], [ecqa("b1")],
-     {("train", "missing field 'question_concept'"): 1}),
-    ("missing-id", [without(csqa("b1"), "id")], [], [],
-     {("train", "missing field 'id'"): 1}),
-    ("ecqa-missing-explanation", [], [], [without(ecqa("t9"), "explanation")],
-     {("ecqa", "missing field 'explanation'"): 1}),
-    ("answer-not-A-E", [csqa("b1", answer="F")], [], [ecqa("b1")],
-     {("train", "answer key not in A-E"): 1}),
-    ("four-choices", [csqa("b1", n_choices=4)], [], [ecqa("b1")],
-     {("train", "not exactly 5 choices labelled A-E"): 1}),
-    ("six-choices", [], [csqa("b1", n_choices=6)], [],
-     {("validation", "not exactly 5 choices labelled A-E"): 1}),
-    ("empty-explanation", [csqa("b1")], [], [ecqa("b1", explanation="  ")],
-     {("train", "empty explanation"): 1}),
-    ("invalid-json", ['{"id": "b1", "question": '], [], ["not json at all"],
-     {("train", "invalid JSON line"): 1, ("ecqa", "invalid JSON line"): 1}),
-    ("json-not-an-object", ["[1, 2, 3]"], [], [],
-     {("train", "invalid JSON line"): 1}),
-    ("train-question-in-validation", [csqa("b1", stem="What is question V1?")], [], [ecqa("b1")],
-     {("train", "question also in validation (leak)"): 1}),
+    ("missing-answerKey", [without(csqa("b1"), "answerKey")], [], [], {("train", "missing field 'answerKey'"): 1}),
+    (
+        "missing-stem",
+        [],
+        [without(csqa("b1"), "question", "stem")],
+        [],
+        {("validation", "missing field 'question'"): 1},
+    ),
+    (
+        "missing-concept",
+        [without(csqa("b1"), "question", "question_concept")],
+        [],
+        [ecqa("b1")],
+        {("train", "missing field 'question_concept'"): 1},
+    ),
+    ("missing-id", [without(csqa("b1"), "id")], [], [], {("train", "missing field 'id'"): 1}),
+    (
+        "ecqa-missing-explanation",
+        [],
+        [],
+        [without(ecqa("t9"), "explanation")],
+        {("ecqa", "missing field 'explanation'"): 1},
+    ),
+    ("answer-not-A-E", [csqa("b1", answer="F")], [], [ecqa("b1")], {("train", "answer key not in A-E"): 1}),
+    (
+        "four-choices",
+        [csqa("b1", n_choices=4)],
+        [],
+        [ecqa("b1")],
+        {("train", "not exactly 5 choices labelled A-E"): 1},
+    ),
+    ("six-choices", [], [csqa("b1", n_choices=6)], [], {("validation", "not exactly 5 choices labelled A-E"): 1}),
+    ("empty-explanation", [csqa("b1")], [], [ecqa("b1", explanation="  ")], {("train", "empty explanation"): 1}),
+    (
+        "invalid-json",
+        ['{"id": "b1", "question": '],
+        [],
+        ["not json at all"],
+        {("train", "invalid JSON line"): 1, ("ecqa", "invalid JSON line"): 1},
+    ),
+    ("json-not-an-object", ["[1, 2, 3]"], [], [], {("train", "invalid JSON line"): 1}),
+    (
+        "train-question-in-validation",
+        [csqa("b1", stem="What is question V1?")],
+        [],
+        [ecqa("b1")],
+        {("train", "question also in validation (leak)"): 1},
+    ),
 ]
 
 
@@ -236,7 +260,9 @@ def test_all_rows_bad_reports_why(tmp_path):
         load_ecqa(folder)
 
 
-@pytest.mark.parametrize("exps", [[], [ecqa("t1", explanation=""), ecqa("t2", explanation="")]], ids=["no-ecqa", "all-empty"])
+@pytest.mark.parametrize(
+    "exps", [[], [ecqa("t1", explanation=""), ecqa("t2", explanation="")]], ids=["no-ecqa", "all-empty"]
+)
 def test_no_usable_explanation_is_a_clear_error(tmp_path, exps):
     with pytest.raises(ValueError, match="no CommonsenseQA train question has a usable ECQA explanation"):
         load_ecqa(write_folder(tmp_path, GOOD_TRAIN, GOOD_DEV, exps))

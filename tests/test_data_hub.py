@@ -23,11 +23,22 @@ from helpers.data import HUB_CSQA, HUB_ECQA, HUB_ECQA_RENAMED, RECORD_FIELDS, lo
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hub"
 STRING = Value("string")
 CARDS: dict[tuple[str, str | None], tuple[str, Features]] = {
-    (HUB_CSQA, None): ("tau_commonsense_qa.json", Features({
-        "id": STRING, "question": STRING, "question_concept": STRING,
-        "choices": Sequence({"label": STRING, "text": STRING}), "answerKey": STRING})),
-    HUB_ECQA: ("zebra_kb_explanations_ecqa.json", Features({
-        "id": STRING, "positives": Sequence(STRING), "negatives": Sequence(STRING), "explanation": STRING})),
+    (HUB_CSQA, None): (
+        "tau_commonsense_qa.json",
+        Features(
+            {
+                "id": STRING,
+                "question": STRING,
+                "question_concept": STRING,
+                "choices": Sequence({"label": STRING, "text": STRING}),
+                "answerKey": STRING,
+            }
+        ),
+    ),
+    HUB_ECQA: (
+        "zebra_kb_explanations_ecqa.json",
+        Features({"id": STRING, "positives": Sequence(STRING), "negatives": Sequence(STRING), "explanation": STRING}),
+    ),
 }
 
 
@@ -48,8 +59,9 @@ class RecordedHub:
         if (path, name) not in self.rows:
             raise ValueError(f"BuilderConfig {name!r} not found. Available: {[n for _, n in self.rows]}")
         features = next(f for (p, _), (_, f) in CARDS.items() if p == path)
-        return DatasetDict({split: Dataset.from_list(rows, features=features)
-                            for split, rows in self.rows[(path, name)].items()})
+        return DatasetDict(
+            {split: Dataset.from_list(rows, features=features) for split, rows in self.rows[(path, name)].items()}
+        )
 
 
 @pytest.fixture
@@ -68,9 +80,11 @@ def local_folder(root: Path) -> Path:
         question = {"question_concept": r["question_concept"], "choices": choices, "stem": r["question"]}
         return {"answerKey": r["answerKey"], "id": r["id"], "question": question}
 
-    files = {"csqa_train.jsonl.gz": [official(r) for r in csqa["train"]],
-             "csqa_dev.jsonl.gz": [official(r) for r in csqa["validation"]],
-             "ecqa_explanations.jsonl.gz": recorded(*HUB_ECQA)["train"]}
+    files = {
+        "csqa_train.jsonl.gz": [official(r) for r in csqa["train"]],
+        "csqa_dev.jsonl.gz": [official(r) for r in csqa["validation"]],
+        "ecqa_explanations.jsonl.gz": recorded(*HUB_ECQA)["train"],
+    }
     for name, rows in files.items():
         with gzip.open(root / name, "wt", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -94,10 +108,17 @@ def test_hub_records_carry_the_documented_fields(hub):
     first = data["train"][0]
     row = csqa["train"][0]
     assert (first["id"], first["question"], first["concept"], first["answer"]) == (
-        row["id"], row["question"], row["question_concept"], row["answerKey"])
+        row["id"],
+        row["question"],
+        row["question_concept"],
+        row["answerKey"],
+    )
     assert first["choices"] == row["choices"]["text"]
     assert (first["explanation"], first["positives"], first["negatives"]) == (
-        ecqa[row["id"]]["explanation"], ecqa[row["id"]]["positives"], ecqa[row["id"]]["negatives"])
+        ecqa[row["id"]]["explanation"],
+        ecqa[row["id"]]["positives"],
+        ecqa[row["id"]]["negatives"],
+    )
     assert data["train"]["id"] == [r["id"] for r in csqa["train"][:3]]  # the fourth has no explanation
     assert data["validation"]["id"] == [r["id"] for r in csqa["validation"]]  # all kept, explained or not
     assert data["validation"][2]["explanation"] == "" and data["validation"][2]["positives"] == []

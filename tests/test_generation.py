@@ -20,8 +20,9 @@ def test_gpu_options_are_the_static_cache_without_compile():
 
 
 @pytest.mark.slow
-def test_static_cache_gives_the_dynamic_cache_greedy_outputs_in_input_order(smol_model, smol_tokenizer, ecqa_loaded,
-                                                                          torch_threads):
+def test_static_cache_gives_the_dynamic_cache_greedy_outputs_in_input_order(
+    smol_model, smol_tokenizer, ecqa_loaded, torch_threads
+):
     """The GPU path's static cache (run here on CPU, fp32) decodes exactly what the dynamic cache does,
     with left padding over prompts of different lengths, and returns results in the input order."""
     model, tok = smol_model(), smol_tokenizer
@@ -29,7 +30,10 @@ def test_static_cache_gives_the_dynamic_cache_greedy_outputs_in_input_order(smol
     texts = [prompts.render_prompt(tok, r) for r in records]
     texts[1] = texts[1].replace("Question:", "Question: (a much longer preamble, to force left padding) ")
     outs = {}
-    for name, opts in {"dynamic": {"cache_implementation": "dynamic"}, "static": generation.GPU_GENERATE_OPTIONS}.items():
+    for name, opts in {
+        "dynamic": {"cache_implementation": "dynamic"},
+        "static": generation.GPU_GENERATE_OPTIONS,
+    }.items():
         by_index = {}
         for idx, gens in generation.generate_all(model, tok, texts, batch_size=3, max_new_tokens=24, **opts):
             by_index.update((i, g[0]) for i, g in zip(idx, gens))  # batches come longest first; idx maps back

@@ -55,9 +55,7 @@ LLAMA32_TEMPLATE = """{{- bos_token }}
 {%- endif %}
 """
 # Llama-3's pre-tokenizer split: "\n\n" after a header stays one piece whatever follows it.
-LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 LLAMA_BOS = "<|begin_of_text|>"
 LLAMA_SPECIALS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>"]
 ASSISTANT_HEADER = {"smollm2": "<|im_start|>assistant\n", "llama": "<|start_header_id|>assistant<|end_header_id|>\n\n"}
@@ -71,10 +69,12 @@ def llama_tokenizer(tmp_path_factory, smol_tokenizer):
     tok.add_special_tokens({"bos_token": LLAMA_BOS, "additional_special_tokens": LLAMA_SPECIALS})
     tok.eos_token, tok.pad_token = "<|eot_id|>", "<|finetune_right_pad_id|>"
     # like Llama-3's tokenizer.json: its pre-tokenizer, and <|begin_of_text|> in front of every encoded text
-    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-    ])
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
     tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{LLAMA_BOS} $A", pair=f"{LLAMA_BOS} $A $B:1", special_tokens=[(LLAMA_BOS, tok.bos_token_id)]
     )
@@ -112,8 +112,16 @@ def full_conversation(tok, record) -> str:
 def test_user_message_layout():
     text = prompts.user_message("Where do fish live?", ["sea", "tree", "car", "sky", "shoe"])
     assert text.splitlines() == [
-        "Question: Where do fish live?", "", "Choices:",
-        "A. sea", "B. tree", "C. car", "D. sky", "E. shoe", "", prompts.INSTRUCTION,
+        "Question: Where do fish live?",
+        "",
+        "Choices:",
+        "A. sea",
+        "B. tree",
+        "C. car",
+        "D. sky",
+        "E. shoe",
+        "",
+        prompts.INSTRUCTION,
     ]
 
 
@@ -128,8 +136,12 @@ def test_target_text_ends_with_answer_line():
 
 def test_target_text_parses_to_gold_letter_for_every_real_record(ecqa_loaded):
     data, _ = ecqa_loaded
-    wrong = [r["id"] for split in ("train", "validation") for r in data[split]
-             if r["explanation"] and extract_answer(prompts.target_text(r["explanation"], r["answer"])) != r["answer"]]
+    wrong = [
+        r["id"]
+        for split in ("train", "validation")
+        for r in data[split]
+        if r["explanation"] and extract_answer(prompts.target_text(r["explanation"], r["answer"])) != r["answer"]
+    ]
     assert wrong == []
 
 
@@ -184,10 +196,15 @@ def test_llama_prompt_has_a_single_bos(llama_tokenizer, records):
     for special in (False, True):
         ids = tok(prompt, add_special_tokens=special)["input_ids"]
         assert ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id, f"add_special_tokens={special}"
-    assert tok(prompt)["input_ids"] == tok.apply_chat_template(
-        prompts.messages(records[0]["question"], records[0]["choices"]),
-        add_generation_prompt=True, date_string=prompts.FIXED_DATE, return_dict=True,
-    )["input_ids"]
+    assert (
+        tok(prompt)["input_ids"]
+        == tok.apply_chat_template(
+            prompts.messages(records[0]["question"], records[0]["choices"]),
+            add_generation_prompt=True,
+            date_string=prompts.FIXED_DATE,
+            return_dict=True,
+        )["input_ids"]
+    )
 
 
 class _Clock:
@@ -206,8 +223,9 @@ def test_llama_prompt_date_is_fixed_not_today(llama_tokenizer, records, monkeypa
     for day in (datetime(2031, 1, 2), datetime(2032, 3, 4)):
         monkeypatch.setattr(chat_template_utils, "datetime", _Clock(day))
         # the template really does stamp "today" when no date is passed ...
-        today = tok.apply_chat_template(prompts.messages(rec["question"], rec["choices"]), tokenize=False,
-                                        add_generation_prompt=True)
+        today = tok.apply_chat_template(
+            prompts.messages(rec["question"], rec["choices"]), tokenize=False, add_generation_prompt=True
+        )
         assert f"Today Date: {day.strftime('%d %b %Y')}\n" in today
         rendered.append(prompts.render_prompt(tok, rec))
     # ... but our prompt carries the fixed date whatever the day

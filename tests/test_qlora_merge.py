@@ -54,10 +54,14 @@ def test_merged_qlora_adapter_computes_what_training_computed(qlora_adapter):
     finally:
         provenance.write(qlora_adapter, {"quantized": True})
     # the floor: bitsandbytes' 4-bit forward against the same weights dequantized, no adapter (~1% on CPU)
-    kernel = _rel(_logits(models.base_for_merge(qlora_adapter), tok), _logits(models.load_model("smollm2-135m",
-                                                                                                  quantize=True), tok))
+    kernel = _rel(
+        _logits(models.base_for_merge(qlora_adapter), tok),
+        _logits(models.load_model("smollm2-135m", quantize=True), tok),
+    )
     err_dequantized, err_original = _rel(merged, as_trained), _rel(merged_original, as_trained)
-    print(f"relative logit error vs as trained: merged into the dequantized base {err_dequantized:.2e}, into the "
-          f"original weights {err_original:.2e}; the 4-bit kernel alone {kernel:.2e}")
+    print(
+        f"relative logit error vs as trained: merged into the dequantized base {err_dequantized:.2e}, into the "
+        f"original weights {err_original:.2e}; the 4-bit kernel alone {kernel:.2e}"
+    )
     assert err_dequantized < 1.5 * kernel + 1e-4, (err_dequantized, kernel)  # the merge adds nothing of its own
     assert err_original > 10 * err_dequantized, (err_original, err_dequantized)

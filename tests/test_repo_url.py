@@ -40,8 +40,12 @@ def disagreements(root: Path) -> list[str]:
         first = BADGE.findall(cells(nb, "markdown")[0])
         if first != [(repo, f"notebooks/{nb.name}")]:
             bad.append(f"{nb.name}: first markdown cell's badges {first}, expected one to {repo} notebooks/{nb.name}")
-        bad += [f"{nb.name}: badge for {name}" for md in cells(nb, "markdown") for name, _ in BADGE.findall(md)
-                if name != repo]
+        bad += [
+            f"{nb.name}: badge for {name}"
+            for md in cells(nb, "markdown")
+            for name, _ in BADGE.findall(md)
+            if name != repo
+        ]
         in_code = [name for code in cells(nb, "code") for name in GITHUB.findall(code)]
         if repo not in in_code:
             bad.append(f"{nb.name}: no code cell installs or clones from github.com/{repo}")
@@ -63,8 +67,12 @@ def copy_of_the_repository(dest: Path) -> Path:
 
 
 def set_repo(root: Path, name: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "set_repo.py"), name, "--root", str(root)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "set_repo.py"), name, "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_set_repo_points_everything_at_a_fork_and_back(tmp_path):

@@ -170,4 +170,4 @@ def test_edit_sets_controls_as_a_learner_would():
     assert (s.learning_rate, s.quantize, s.lora_r, s.train_sample_size) == (3e-4, False, 8, 12)
     assert SFTSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     with pytest.raises(ValueError, match="learning_rate"):
-        widgets.SettingsForm(SFTSettings()).edit(learning_rate=-1e-3).settings
+        _ = widgets.SettingsForm(SFTSettings()).edit(learning_rate=-1e-3).settings

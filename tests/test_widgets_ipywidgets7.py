@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "tests" / "fixtures" / "colab-runtime.txt"
 PACKAGES = ("ipywidgets", "widgetsnbextension", "ipython-genutils")  # what ipywidgets 7 needs beyond 8's deps
 UNKNOWN_KWARG = "error:Passing unrecognized arguments:DeprecationWarning"  # traitlets' message for such kwargs
-USES_WIDGETS = re.compile(r"^\s*(import ipywidgets|from helpers import .*\bwidgets\b|from helpers\.widgets import)",
-                          re.MULTILINE)
+USES_WIDGETS = re.compile(
+    r"^\s*(import ipywidgets|from helpers import .*\bwidgets\b|from helpers\.widgets import)", re.MULTILINE
+)
 
 
 def widget_test_files() -> list[str]:
@@ -53,12 +54,22 @@ def colab_widgets_dir() -> Path:
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(partial),
-           *(f"{n}=={v}" for n, v in versions.items())]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--target",
+        str(partial),
+        *(f"{n}=={v}" for n, v in versions.items()),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:  # CI sets MCQ_REQUIRE_PYPI=1: no silent skip there
         (pytest.fail if os.environ.get("MCQ_REQUIRE_PYPI") else pytest.skip)(
-            f"could not install Colab's ipywidgets stack (PyPI needed the first time):\n{done.stderr[-1500:]}")
+            f"could not install Colab's ipywidgets stack (PyPI needed the first time):\n{done.stderr[-1500:]}"
+        )
     (partial / ".complete").write_text(" ".join(f"{n}=={v}" for n, v in versions.items()) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
@@ -71,8 +82,10 @@ def test_widget_tests_pass_under_colabs_ipywidgets_7(request):
     args = ["-q", "-p", "no:cacheprovider", "-W", UNKNOWN_KWARG, *widget_test_files()]
     if markexpr := request.config.getoption("markexpr"):
         args += ["-m", markexpr]  # the same selection as this run (e.g. 'not slow')
-    code = ("import sys, ipywidgets, pytest; print('ipywidgets', ipywidgets.__version__, ipywidgets.__file__); "
-            f"sys.exit(pytest.main({args!r}))")
+    code = (
+        "import sys, ipywidgets, pytest; print('ipywidgets', ipywidgets.__version__, ipywidgets.__file__); "
+        f"sys.exit(pytest.main({args!r}))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr

@@ -44,8 +44,14 @@ DPO_LEVERS: dict[str, dict] = {  # from the chosen SFT lever's adapter, on-polic
     "D3": {"learning_rate": 5e-6, "beta": 0.3, "nll_weight": 1.0},
     "D4": {"learning_rate": 5e-7, "beta": 0.1},
 }
-PAIRS = {"strategy": "on_policy", "samples_per_question": 8, "temperature": 0.9, "when_all_agree": "skip",
-         "batch_size": 512, "max_new_tokens": 160}
+PAIRS = {
+    "strategy": "on_policy",
+    "samples_per_question": 8,
+    "temperature": 0.9,
+    "when_all_agree": "skip",
+    "batch_size": 512,
+    "max_new_tokens": 160,
+}
 EVAL = {"split": "holdout", "modes": "cot,cloze", "batch_size": 256}
 
 
@@ -80,7 +86,9 @@ def run_job(name: str, commands: list[list[str]], logs: Path) -> float:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
             try:
-                done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=max(1, DEADLINE - time.time()))
+                done = subprocess.run(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, timeout=max(1, DEADLINE - time.time())
+                )
             except subprocess.TimeoutExpired:
                 log.write("stopped at the deadline\n")
                 return -1.0
@@ -154,7 +162,11 @@ def main() -> None:
             root = top / name
             lever = {**FAST, **SFT_LEVERS[name]}
             quant = {"quantize": lever.get("quantize")}
-            jobs[name] = (root, "sft", [cli("sft", root, lever), cli("eval", root, {**EVAL, **quant, "variants": "sft"})])
+            jobs[name] = (
+                root,
+                "sft",
+                [cli("sft", root, lever), cli("eval", root, {**EVAL, **quant, "variants": "sft"})],
+            )
         else:
             sft_root = top / args.sft
             root = top / f"{args.sft}-{name}"
@@ -162,14 +174,21 @@ def main() -> None:
             sft_settings = json.loads((sft_root / "outputs" / "sft" / "settings.json").read_text())
             shared = {k: sft_settings[k] for k in ("quantize", "answer_format") if k in sft_settings}
             pairs = [] if (root / "data").exists() else [cli("pairs", root, {**PAIRS, **shared})]
-            jobs[name] = (root, name, [*pairs,
-                                       cli("dpo", root, {**FAST, "quantize": shared.get("quantize"), "variant": name,
-                                                         **DPO_LEVERS[name]}),
-                                       cli("eval", root, {**EVAL, "quantize": shared.get("quantize"), "variants": name})])
+            jobs[name] = (
+                root,
+                name,
+                [
+                    *pairs,
+                    cli(
+                        "dpo", root, {**FAST, "quantize": shared.get("quantize"), "variant": name, **DPO_LEVERS[name]}
+                    ),
+                    cli("eval", root, {**EVAL, "quantize": shared.get("quantize"), "variants": name}),
+                ],
+            )
     if args.phase == "dpo":  # sample the pairs once, then share them
         first = next(iter(jobs.values()))
         subprocess.run(first[2][0], check=True)
-        for root, _, cmds in jobs.values():
+        for root, _, _cmds in jobs.values():
             if root != first[0]:
                 shutil.copytree(first[0] / "data", root / "data", dirs_exist_ok=True)
         jobs = {n: (r, v, cmds[1:]) for n, (r, v, cmds) in jobs.items()}
@@ -178,8 +197,13 @@ def main() -> None:
     rows = [holdout_row(n, r, v, seconds[n]) for n, (r, v, _) in jobs.items()]
     if args.phase == "sft" and "L0q" in jobs and not args.smoke:
         rows += diagnose_qlora(top, logs)
-    result = {"phase": args.phase, "sft": args.sft, "levers": {n: SFT_LEVERS.get(n) or DPO_LEVERS.get(n) for n in jobs},
-              "device": _device(), "rows": rows}
+    result = {
+        "phase": args.phase,
+        "sft": args.sft,
+        "levers": {n: SFT_LEVERS.get(n) or DPO_LEVERS.get(n) for n in jobs},
+        "device": _device(),
+        "rows": rows,
+    }
     (out / f"recipe-{args.phase}.json").write_text(json.dumps(result, indent=1) + "\n")
     subprocess.run(["tar", "czf", str(out / f"recipe-{args.phase}-logs.tgz"), "-C", str(top), "logs"], check=False)
     import pandas as pd

@@ -57,9 +57,16 @@ def measured(name: str, fn, units: float, unit: str) -> dict:
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     units = units(result) if callable(units) else units
-    row = {"step": name, "seconds": round(seconds, 1), "units": units, "unit": unit,
-           "rate": round(units / seconds, 2), "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-           "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2), "peak_rss_gib": round(rss_gib(), 2)}
+    row = {
+        "step": name,
+        "seconds": round(seconds, 1),
+        "units": units,
+        "unit": unit,
+        "rate": round(units / seconds, 2),
+        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
+        "peak_rss_gib": round(rss_gib(), 2),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -91,8 +98,14 @@ def main() -> None:
     for mode in EvalSettings.__dataclass_fields__["modes"].metadata["choices"]:
         ev = EvalSettings(**common, variants=("dpo",), modes=(mode,), sample_size=args.questions)
         rows.append(measured(f"eval {mode}", lambda ev=ev: steps.run_eval(ev, val), args.questions, "questions"))
-    result = {"device": torch.cuda.get_device_name(), "cap_gib": T4_GIB, "precision": "fp16", "quantize": "4-bit",
-              "rows": rows, "estimates": estimates(rows)}
+    result = {
+        "device": torch.cuda.get_device_name(),
+        "cap_gib": T4_GIB,
+        "precision": "fp16",
+        "quantize": "4-bit",
+        "rows": rows,
+        "estimates": estimates(rows),
+    }
     out = Path(os.environ.get("OUT", "."))
     (out / "t4-rehearsal.json").write_text(json.dumps(result, indent=1) + "\n")
     import pandas as pd
@@ -110,8 +123,14 @@ def estimates(rows: list[dict]) -> list[dict]:
     for notebook, (step, units, what) in FULL.items():
         kind = "train" if step in ("sft", "dpo") else "generate"
         lo, hi = (units / rate[step] * s / 60 for s in SCALE[kind])
-        out.append({"notebook": notebook, "work": f"{units:,} {what}", "h100_capped_min": round(units / rate[step] / 60, 1),
-                    "t4_estimate_min": f"{lo:.0f}-{hi:.0f}"})
+        out.append(
+            {
+                "notebook": notebook,
+                "work": f"{units:,} {what}",
+                "h100_capped_min": round(units / rate[step] / 60, 1),
+                "t4_estimate_min": f"{lo:.0f}-{hi:.0f}",
+            }
+        )
     return out
 
 
