@@ -30,7 +30,8 @@ import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from helpers.settings import STEP_SETTINGS, Settings, describe, parse_text
+from helpers.fields import describe, parse_text
+from helpers.settings import STEP_SETTINGS, Settings
 
 
 def _field_help(f, hint) -> str:  # noqa: ANN001

@@ -12,9 +12,8 @@ import json
 import logging
 import os
 import time
-import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from helpers import models, prompts, provenance
+from helpers.checkpoints import check_resumable, finished, last_valid_checkpoint, resume_key, tokens_at
 from helpers.settings import DPOSettings, SFTSettings, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -148,48 +148,6 @@ def loss_mask(tokenizer: Any, prompt: str, completion: str, max_length: int | No
     return LossMask(list(ids), mask)
 
 
-def _check_checkpoint(ckpt: Path) -> None:
-    """Raise OSError / ValueError unless every file a resume reads is there and whole (not cut off by a kill)."""
-    state = json.loads((ckpt / "trainer_state.json").read_text())
-    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
-        raise ValueError("trainer_state.json has no global_step")
-    weights = [ckpt / n for n in ("adapter_model.safetensors", "model.safetensors") if (ckpt / n).is_file()]
-    if not weights or weights[0].stat().st_size == 0:
-        raise FileNotFoundError("no weights")
-    with weights[0].open("rb") as f:  # safetensors: 8-byte header size n, n bytes of JSON header, then the tensors
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if weights[0].stat().st_size < 8 + n + end:
-        raise ValueError(f"{weights[0].name} is cut off")
-    if weights[0].name.startswith("adapter"):
-        json.loads((ckpt / "adapter_config.json").read_text())
-    for name, what in (("optimizer.pt", "optimizer"), ("scheduler.pt", "scheduler")):
-        if not (ckpt / name).is_file():
-            raise FileNotFoundError(f"no {what} state")
-        if not zipfile.is_zipfile(ckpt / name):  # torch.save writes a zip; a cut-off one has no central directory
-            raise ValueError(f"{name} is cut off")
-
-
-def last_valid_checkpoint(output_dir: str | Path) -> str | None:
-    """Newest ``checkpoint-N`` whose state and adapter files are complete; broken ones are reported."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    ckpts = sorted(
-        folder.glob("checkpoint-*"),
-        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
-    )
-    for ckpt in reversed(ckpts):
-        try:
-            _check_checkpoint(ckpt)
-            return str(ckpt)
-        except (OSError, ValueError) as e:
-            log.warning("skipping incomplete checkpoint %s (%s); resuming from an earlier one", ckpt, e)
-            print(f"skipping incomplete checkpoint {ckpt} ({e})")
-    return None
-
-
 class MetricsFile(TrainerCallback):
     """Writes the trainer's log history to ``metrics.json`` in the output folder at every log."""
 
@@ -226,50 +184,6 @@ def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
                 p.data = p.data.float()
 
 
-def resume_key(s: TrainSettings, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """What a checkpoint cannot be resumed under once it changes: every setting not marked ``resume_free``
-    (learning rate, batch layout, LoRA shape, precision, data selection, beta, ...) and the inputs' hashes."""
-    key = {f.name: getattr(s, f.name) for f in fields(s) if not f.metadata.get("resume_free")}
-    return json.loads(json.dumps({**key, "inputs": dict(inputs)}, default=str))
-
-
-def check_resumable(output_dir: str | Path, key: Mapping[str, Any]) -> None:
-    """Refuse to resume checkpoints written under another `resume_key`, naming what changed and the fix.
-
-    Seen: an fp16 run's checkpoint resumed in bf16 dies in transformers' grad-scaler loading; a changed batch
-    size, learning rate, SFT adapter or pairs file silently mixes two runs.
-    """
-    old = (provenance.read(output_dir) or {}).get("resume_key")
-    what = provenance.diff(old, key) if old is not None else "no provenance.json: an older version wrote them"
-    if old != key:
-        raise ValueError(
-            f"{output_dir} holds checkpoints of a run with other settings or inputs ({what}); resuming "
-            "would mix the two runs. Put the old values back to resume, or delete the folder (or choose "
-            "another root or variant) to start afresh."
-        )
-
-
-def _tokens_at(checkpoint: str | None) -> int:
-    """Input tokens the trainer had seen when ``checkpoint`` was written (0 without one)."""
-    if not checkpoint:
-        return 0
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    return int(state.get("num_input_tokens_seen", 0) or 0)
-
-
-def _finished(out: Path, resume: str | None, s: TrainSettings) -> bool:
-    """Whether the run in ``out`` reached the last step it planned and is asked for the same length again."""
-    if not resume:
-        return False
-    try:
-        state = json.loads((Path(resume) / "trainer_state.json").read_text())
-        before = json.loads((out / "settings.json").read_text())
-    except (OSError, ValueError):
-        return False
-    reached = bool(state.get("max_steps")) and state["global_step"] >= state["max_steps"]
-    return reached and all(before.get(k) == getattr(s, k) for k in ("max_steps", "num_train_epochs"))
-
-
 def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, Any]) -> TrainResult:
     """Train (resuming), then save adapter, tokenizer, metrics and summary; under DDP every process
     trains and only the main one writes (checkpoints and the adapter: `Trainer` itself)."""
@@ -280,7 +194,7 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     if resume:
         check_resumable(out, key)
     summary_path = out / "train_summary.json"
-    if _finished(out, resume, s) and summary_path.is_file():
+    if finished(out, resume, s) and summary_path.is_file():
         # A finished run asked to train again: left alone (transformers 5.17 resumed at its last step trains one
         # more step, so this is decided before `train`, not from the step count after it).
         if main:
@@ -317,7 +231,7 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start_step = int(resume.rsplit("-", 1)[-1]) if resume else 0
-    tokens_before = _tokens_at(resume)  # read now: save_total_limit may delete that checkpoint while training
+    tokens_before = tokens_at(resume)  # read now: save_total_limit may delete that checkpoint while training
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start

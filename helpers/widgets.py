@@ -20,9 +20,10 @@ import ipywidgets as W
 import pandas as pd
 
 from helpers.answers import LETTERS, extract_answer
+from helpers.fields import optional_type, parse_text
 from helpers.metrics import FILTERS, inspector_filter, variant_order
 from helpers.prompts import to_prompt_completion
-from helpers.settings import Settings, _optional, parse_text
+from helpers.settings import Settings
 from helpers.training import LossMask
 
 _STYLE = {"description_width": "200px"}
@@ -33,7 +34,7 @@ _LAYOUT = W.Layout(width="480px")
 # ---------------------------------------------------------------- settings form
 def control(f: dataclasses.Field, hint: Any, value: Any) -> W.Widget:
     """One input widget for a settings field, chosen from its type and metadata; its help is the tooltip."""
-    meta, (inner, optional) = f.metadata, _optional(hint)
+    meta, (inner, optional) = f.metadata, optional_type(hint)
     common = {"description": f.name, _TIP: meta.get("help", ""), "style": _STYLE, "layout": _LAYOUT}
     if meta.get("labels"):  # e.g. bool | None: auto / 4-bit / full precision (by position: None is no value here)
         values = [v for v, _ in meta["labels"]]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from helpers.settings import DPOSettings, EvalSettings, PairSettings, Settings, SFTSettings, _optional
+from helpers.fields import optional_type
+from helpers.settings import DPOSettings, EvalSettings, PairSettings, Settings, SFTSettings
 
 CLASSES = (Settings, SFTSettings, DPOSettings, PairSettings, EvalSettings)
 
@@ -28,7 +29,7 @@ def other_value(f: dataclasses.Field, hint: Any) -> Any:
     """A valid value of one field other than its default: another choice or label, default + 1 (or x2 for a float)
     within bounds, the flipped bool, new text."""
     meta, default = f.metadata, f.default
-    inner, _optional_ = _optional(hint)
+    inner, _optional_ = optional_type(hint)
     if meta.get("labels"):
         values = [v for v, _ in meta["labels"]]
         return values[(values.index(default) + 1) % len(values)]

@@ -15,7 +15,8 @@ import pytest
 from settings_values import as_text, edited
 
 from helpers import cli
-from helpers.settings import STEP_SETTINGS, SFTSettings, describe
+from helpers.fields import describe
+from helpers.settings import STEP_SETTINGS, SFTSettings
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["sft", "pairs", "dpo", "eval"]

@@ -18,7 +18,8 @@ import pytest
 from settings_values import CLASSES, ONLY_DEFAULT, as_text, edited, out_of_range
 
 from helpers import widgets
-from helpers.settings import DPOSettings, EvalSettings, PairSettings, Settings, SFTSettings, _optional
+from helpers.fields import optional_type
+from helpers.settings import DPOSettings, EvalSettings, PairSettings, Settings, SFTSettings
 
 IDS = [c.__name__ for c in CLASSES]
 
@@ -75,7 +76,7 @@ def out_of_range_cases() -> list[tuple]:
     for cls in CLASSES:
         hints = cls.field_hints()
         for f in dataclasses.fields(cls):
-            inner, optional = _optional(hints[f.name])
+            inner, optional = optional_type(hints[f.name])
             for bad in out_of_range(f):
                 cases.append((cls, f.name, bad if optional else inner(bad)))
     # the examples, as typed

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import generation, models, prompts, provenance, training
+from helpers import checkpoints, generation, models, prompts, provenance, training
 from helpers.answers import extract_answer
 from helpers.settings import DPOSettings, SFTSettings
 
@@ -103,9 +103,9 @@ def fake_checkpoint(
 def test_last_valid_checkpoint_is_numerically_newest(tmp_path):
     for step in (2, 9, 10):
         fake_checkpoint(tmp_path, step)
-    assert training.last_valid_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
-    assert training.last_valid_checkpoint(tmp_path / "missing") is None
-    assert training.last_valid_checkpoint(tmp_path / "checkpoint-2" / "trainer_state.json") is None
+    assert checkpoints.last_valid_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert checkpoints.last_valid_checkpoint(tmp_path / "missing") is None
+    assert checkpoints.last_valid_checkpoint(tmp_path / "checkpoint-2" / "trainer_state.json") is None
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_last_valid_checkpoint_is_numerically_newest(tmp_path):
 def test_broken_checkpoint_is_skipped_with_a_message(tmp_path, capsys, broken, reason):
     fake_checkpoint(tmp_path, 2)
     fake_checkpoint(tmp_path, 4, **broken)
-    assert training.last_valid_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert checkpoints.last_valid_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     out = capsys.readouterr().out
     assert f"skipping incomplete checkpoint {tmp_path / 'checkpoint-4'}" in out and reason in out
 
@@ -240,7 +240,7 @@ INPUTS = {"sft_adapter": "a1a1a1a1", "pairs": "b2b2b2b2", "pair_ids": "c3c3c3c3"
 def record_key(s, inputs) -> None:
     """What `training._run` records in the output folder before it trains."""
     s.output_dir.mkdir(parents=True, exist_ok=True)  # (a folder's provenance is provenance.json inside it)
-    provenance.write(s.output_dir, {"resume_key": training.resume_key(s, inputs)})
+    provenance.write(s.output_dir, {"resume_key": checkpoints.resume_key(s, inputs)})
     assert (s.output_dir / "provenance.json").is_file()
 
 
@@ -268,7 +268,7 @@ def test_resume_under_a_changed_setting_or_input_is_refused_with_the_fix(tmp_pat
     """Every setting not marked resume_free, and the hashes of what the run trains from, key the checkpoints."""
     s = DPOSettings(root=str(tmp_path), precision="fp16", per_device_train_batch_size=8)
     record_key(s, INPUTS)
-    training.check_resumable(s.output_dir, training.resume_key(s, INPUTS))  # the same: fine
+    checkpoints.check_resumable(s.output_dir, checkpoints.resume_key(s, INPUTS))  # the same: fine
     inputs = {**INPUTS, **change.pop("inputs", {})}
     name = next(iter(change), "inputs")
     with pytest.raises(
@@ -276,7 +276,7 @@ def test_resume_under_a_changed_setting_or_input_is_refused_with_the_fix(tmp_pat
         match=rf"holds checkpoints of a run with other settings or inputs \({name} .*"
         r"Put the old values back to resume, or delete the folder",
     ):
-        training.check_resumable(s.output_dir, training.resume_key(s.replace(**change), inputs))
+        checkpoints.check_resumable(s.output_dir, checkpoints.resume_key(s.replace(**change), inputs))
 
 
 @pytest.mark.parametrize(
@@ -297,14 +297,14 @@ def test_resume_under_a_changed_setting_or_input_is_refused_with_the_fix(tmp_pat
 def test_resume_free_settings_may_change_on_a_resume(tmp_path, change):
     s = DPOSettings(root=str(tmp_path))
     record_key(s, INPUTS)
-    training.check_resumable(s.output_dir, training.resume_key(s.replace(**change), INPUTS))
+    checkpoints.check_resumable(s.output_dir, checkpoints.resume_key(s.replace(**change), INPUTS))
 
 
 def test_checkpoints_without_provenance_are_refused(tmp_path):
     s = SFTSettings(root=str(tmp_path))
     s.output_dir.mkdir(parents=True)
     with pytest.raises(ValueError, match="no provenance.json: an older version wrote them"):
-        training.check_resumable(s.output_dir, training.resume_key(s, {}))
+        checkpoints.check_resumable(s.output_dir, checkpoints.resume_key(s, {}))
 
 
 class FakeTrainer:
@@ -395,7 +395,7 @@ def test_a_refused_resume_trains_nothing_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="learning_rate 0.0002 -> 0.001"):
         training._run(trainer, s.replace(learning_rate=1e-3), FakeTokenizer(), {})
     assert not trainer.trained and not (s.output_dir / "settings.json").exists()
-    assert training.resume_key(s, {}) == provenance.read(s.output_dir)["resume_key"]
+    assert checkpoints.resume_key(s, {}) == provenance.read(s.output_dir)["resume_key"]
 
 
 @pytest.mark.slow
@@ -427,10 +427,10 @@ def test_second_run_resumes_from_the_last_checkpoint(tmp_path, short_train, smol
 
     # a half-written newest checkpoint is skipped, with a message
     (s.output_dir / "checkpoint-6" / "optimizer.pt").unlink()
-    assert training.last_valid_checkpoint(s.output_dir) == str(s.output_dir / "checkpoint-4")
+    assert checkpoints.last_valid_checkpoint(s.output_dir) == str(s.output_dir / "checkpoint-4")
     assert "skipping incomplete checkpoint" in capsys.readouterr().out
     (s.output_dir / "checkpoint-4" / "trainer_state.json").write_text("{not json")
-    assert training.last_valid_checkpoint(s.output_dir) is None
+    assert checkpoints.last_valid_checkpoint(s.output_dir) is None
 
 
 # ---------------------------------------------------------------- wandb, offline
