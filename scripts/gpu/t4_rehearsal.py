@@ -68,6 +68,8 @@ def measured(name: str, fn, units: float, unit: str) -> dict:
         "peak_rss_gib": round(rss_gib(), 2),
     }
     print(json.dumps(row), flush=True)
+    with open(Path(os.environ.get("OUT", ".")) / "t4-rehearsal-rows.jsonl", "a") as f:  # survives a cut-off call
+        f.write(json.dumps(row) + "\n")
     return row
 
 
@@ -76,6 +78,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=256)
     parser.add_argument("--sft-steps", type=int, default=30)
     parser.add_argument("--dpo-steps", type=int, default=20)
+    parser.add_argument("--cot-k-questions", type=int, default=24, help="cot@k samples k=8 each: fewer questions")
     parser.add_argument("--tokenizer", default=os.environ.get("STAND_IN_TOKENIZER", "smollm2-135m"))
     parser.add_argument("--root", default="/tmp/t4")
     args = parser.parse_args()
@@ -95,9 +98,11 @@ def main() -> None:
     dpo = DPOSettings(**common, max_steps=args.dpo_steps, save_steps=10**6, report_to="none")
     rows.append(measured("dpo", lambda: steps.run_dpo(dpo), lambda r: r.tokens_per_s * r.seconds, "tokens"))
     val = data.copy()
-    for mode in EvalSettings.__dataclass_fields__["modes"].metadata["choices"]:
-        ev = EvalSettings(**common, variants=("dpo",), modes=(mode,), sample_size=args.questions)
-        rows.append(measured(f"eval {mode}", lambda ev=ev: steps.run_eval(ev, val), args.questions, "questions"))
+    modes = EvalSettings.__dataclass_fields__["modes"].metadata["choices"]
+    for mode in sorted(modes, key=lambda m: m == "cot@k"):  # the slowest last: a cut-off call keeps the others
+        n = args.cot_k_questions if mode == "cot@k" else args.questions
+        ev = EvalSettings(**common, variants=("dpo",), modes=(mode,), sample_size=n)
+        rows.append(measured(f"eval {mode}", lambda ev=ev: steps.run_eval(ev, val), n, "questions"))
     result = {
         "device": torch.cuda.get_device_name(),
         "cap_gib": T4_GIB,
