@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--sft", help="dpo phase: the SFT lever whose adapter DPO starts from")
     parser.add_argument("--base", action="store_true", help="also evaluate the base model on the slice")
     parser.add_argument("--smoke", action="store_true", help="tiny runs on CPU: checks the script, measures nothing")
+    parser.add_argument("--parallel", type=int, default=3, help="levers at once (8 at once ran each ~5x slower)")
     args = parser.parse_args()
     if args.smoke:
         os.environ["RECIPE_SMOKE"] = "1"
@@ -192,7 +193,7 @@ def main() -> None:
             if root != first[0]:
                 shutil.copytree(first[0] / "data", root / "data", dirs_exist_ok=True)
         jobs = {n: (r, v, cmds[1:]) for n, (r, v, cmds) in jobs.items()}
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         seconds = dict(zip(jobs, pool.map(lambda n: run_job(n, jobs[n][2], logs), jobs)))
     rows = [holdout_row(n, r, v, seconds[n]) for n, (r, v, _) in jobs.items()]
     if args.phase == "sft" and "L0q" in jobs and not args.smoke:
