@@ -71,8 +71,7 @@ def prepare(args) -> dict:
     """Model folder, tokenizer, SFT adapter (for the project's DPO) and the rendered SFT / DPO rows as JSON."""
     import train_speed as ts
 
-    from helpers import data, models, pairs, prompts, training
-    from helpers.settings import SFTSettings
+    from helpers import data, models, pairs, prompts
 
     tok = models.load_tokenizer(args.tokenizer)
     base = ts.random_llama(
@@ -88,22 +87,8 @@ def prepare(args) -> dict:
     (args.work / "dpo.json").write_text(
         json.dumps([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pair_rows])
     )
-    adapter = args.work / "outputs" / "sft-adapter"
-    if "dpo" in args.stages and not (adapter / "adapter_config.json").is_file():  # train_speed's way: a short SFT
-        import shutil
-
-        s = SFTSettings(
-            model=str(base),
-            root=str(args.work / "prep"),
-            max_steps=2,
-            per_device_train_batch_size=4,
-            gradient_accumulation_steps=1,
-            report_to="none",
-            save_steps=10**6,
-        )
-        shutil.rmtree(s.output_dir, ignore_errors=True)
-        training.train_sft(s, records.select(range(8)), tokenizer=tok)
-        shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
+    if "dpo" in args.stages:  # the adapter DPO starts from, made as train_speed makes it
+        ts.sft_adapter_for_dpo(args.work, base, records, tok)
     return dict(base=str(base), eos=tok.eos_token, pad=tok.pad_token)
 
 

@@ -156,6 +156,25 @@ def random_llama(folder: Path, tokenizer, shape: dict = LLAMA_32_1B) -> Path:
     return folder
 
 
+def sft_adapter_for_dpo(work: Path, base: Path, records, tokenizer) -> Path:
+    """The SFT adapter DPO starts from: a short SFT (2 steps) of ``base``, made once under ``work``."""
+    adapter = work / "outputs" / "sft-adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        s = SFTSettings(
+            model=str(base),
+            root=str(work / "prep"),
+            max_steps=2,
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=1,
+            report_to="none",
+            save_steps=10**6,
+        )
+        shutil.rmtree(s.output_dir, ignore_errors=True)
+        training.train_sft(s, records.select(range(8)), tokenizer=tokenizer)
+        shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
+    return adapter
+
+
 def run_one(
     stage: str, name: str, precision: str, base: Path, root: Path, records, pair_ds, steps: int, tokenizer
 ) -> dict:
@@ -267,20 +286,7 @@ def main() -> None:
     records = data.load_ecqa(args.data, train_sample_size=most * 16, seed=0)["train"]
     pair_ds = None
     if "dpo" in args.stages:
-        adapter = args.work / "outputs" / "sft-adapter"
-        if not (adapter / "adapter_config.json").is_file():  # a short SFT gives the adapter DPO starts from
-            s = SFTSettings(
-                model=str(base),
-                root=str(args.work / "prep"),
-                max_steps=2,
-                per_device_train_batch_size=4,
-                gradient_accumulation_steps=1,
-                report_to="none",
-                save_steps=10**6,
-            )
-            shutil.rmtree(s.output_dir, ignore_errors=True)
-            training.train_sft(s, records.select(range(8)), tokenizer=tok)
-            shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
+        sft_adapter_for_dpo(args.work, base, records, tok)
         from datasets import Dataset
 
         pair_ds = Dataset.from_list(pairs.build_offline_pairs(tok, records.select(range(most * 8)), seed=0))

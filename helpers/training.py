@@ -184,6 +184,13 @@ def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
                 p.data = p.data.float()
 
 
+def _finished_result(out: Path, history: list[dict], resume: str | None) -> TrainResult:
+    """The result of a run that had already finished: its saved summary, nothing trained now."""
+    saved = json.loads((out / "train_summary.json").read_text())
+    kept = {k: v for k, v in saved.items() if k in ("seconds", "tokens_per_s", "peak_gib")}
+    return TrainResult(output_dir=out, log_history=history, resumed_from=resume, **kept)
+
+
 def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, Any]) -> TrainResult:
     """Train (resuming), then save adapter, tokenizer, metrics and summary; under DDP every process
     trains and only the main one writes (checkpoints and the adapter: `Trainer` itself)."""
@@ -203,16 +210,7 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
                 "or num_train_epochs to train on, or delete the folder to retrain)"
             )
         history = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else []
-        return TrainResult(
-            output_dir=out,
-            log_history=history,
-            resumed_from=resume,
-            **{
-                k: v
-                for k, v in json.loads(summary_path.read_text()).items()
-                if k in ("seconds", "tokens_per_s", "peak_gib")
-            },
-        )
+        return _finished_result(out, history, resume)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         s.to_json(out / "settings.json")
@@ -239,16 +237,7 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     if resume and trainer.state.global_step <= start_step and summary_path.is_file():
         if main:  # a finished run asked to train again: nothing was trained, the artifacts stay as they are
             print(f"{out} already finished at step {start_step}: nothing to train (delete the folder to retrain)")
-        return TrainResult(
-            output_dir=out,
-            log_history=history,
-            resumed_from=resume,
-            **{
-                k: v
-                for k, v in json.loads(summary_path.read_text()).items()
-                if k in ("seconds", "tokens_per_s", "peak_gib")
-            },
-        )
+        return _finished_result(out, history, resume)
     trainer.save_model(str(out))  # called by every process; writes on the main one
     # tokens trained in this call: seen at the end minus seen at the checkpoint it resumed from (summed over
     # all processes by the trainer: the run's throughput, not one GPU's)
