@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,3 +107,29 @@ def child_env(*drop: str) -> dict[str, str]:
     for key in ("WANDB_API_KEY", "WANDB_MODE", "HF_TOKEN", *drop):
         env.pop(key, None)
     return env
+
+
+def extra_site(name: str, specs: list[str]) -> Path:
+    """A folder of extra packages (``pip install --no-deps --target``) for tests that run in a subprocess with it
+    first on ``PYTHONPATH``: ``.venv/<name>``, made once (PyPI needed the first time; under ``MCQ_REQUIRE_PYPI=1``,
+    as in CI, a failed install fails the test instead of skipping it)."""
+    target = REPO / ".venv" / name
+    if (target / ".complete").is_file():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(partial), *specs]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        (pytest.fail if os.environ.get("MCQ_REQUIRE_PYPI") else pytest.skip)(
+            f"could not install {' '.join(specs)} (PyPI needed the first time):\n{done.stderr[-1500:]}"
+        )
+    (partial / ".complete").write_text(" ".join(specs) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def site_env(site: Path) -> dict[str, str]:
+    """This environment with ``site`` first on ``PYTHONPATH``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)}

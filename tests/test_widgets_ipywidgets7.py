@@ -13,14 +13,12 @@ title) with only a DeprecationWarning from traitlets; the subprocess makes that 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import extra_site, site_env
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "tests" / "fixtures" / "colab-runtime.txt"
@@ -49,31 +47,7 @@ def colab_versions() -> dict[str, str]:
 def colab_widgets_dir() -> Path:
     """The folder with Colab's ipywidgets 7 stack, made once per environment (needs PyPI the first time)."""
     versions = colab_versions()
-    target = REPO / ".venv" / f"colab-ipywidgets-{versions['ipywidgets']}"
-    if (target / ".complete").is_file():
-        return target
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--no-deps",
-        "--target",
-        str(partial),
-        *(f"{n}=={v}" for n, v in versions.items()),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:  # CI sets MCQ_REQUIRE_PYPI=1: no silent skip there
-        (pytest.fail if os.environ.get("MCQ_REQUIRE_PYPI") else pytest.skip)(
-            f"could not install Colab's ipywidgets stack (PyPI needed the first time):\n{done.stderr[-1500:]}"
-        )
-    (partial / ".complete").write_text(" ".join(f"{n}=={v}" for n, v in versions.items()) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
+    return extra_site(f"colab-ipywidgets-{versions['ipywidgets']}", [f"{n}=={v}" for n, v in versions.items()])
 
 
 def test_widget_tests_pass_under_colabs_ipywidgets_7(request):
@@ -86,8 +60,9 @@ def test_widget_tests_pass_under_colabs_ipywidgets_7(request):
         "import sys, ipywidgets, pytest; print('ipywidgets', ipywidgets.__version__, ipywidgets.__file__); "
         f"sys.exit(pytest.main({args!r}))"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)}
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=site_env(site), capture_output=True, text=True, timeout=900
+    )
     output = done.stdout + done.stderr
     assert done.stdout.startswith(f"ipywidgets {expected} {site}"), f"not ipywidgets {expected}:\n{output[-2000:]}"
     assert done.returncode == 0, f"{' '.join(widget_test_files())} fail under ipywidgets {expected}:\n{output[-6000:]}"
