@@ -65,6 +65,14 @@ def refuse_other_answer_format(answer_format: str, adapter_dir: str | Path, what
         )
 
 
+def check_pair_data(s: PairSettings, data: DatasetDict) -> None:
+    """Pairs never sample the SFT run's held-out questions, and end their answers the way it was taught to."""
+    if s.strategy == "on_policy":
+        refuse_holdout(data["train"]["id"], s.sft_dir, "sampling on-policy pairs")
+    if models.has_adapter(s.sft_dir):
+        refuse_other_answer_format(s.answer_format, s.sft_dir, "these pairs")
+
+
 def _write_holdout(s: SFTSettings, data: DatasetDict) -> None:
     held = sorted(data["holdout"]["id"]) if "holdout" in data else []
     s.output_dir.mkdir(parents=True, exist_ok=True)
@@ -90,11 +98,8 @@ def run_pairs(
     from helpers import pairs
 
     data = data or load_data(s)
+    check_pair_data(s, data)
     on_policy = s.strategy == "on_policy"
-    if on_policy:
-        refuse_holdout(data["train"]["id"], s.sft_dir, "sampling on-policy pairs")
-    if models.has_adapter(s.sft_dir):
-        refuse_other_answer_format(s.answer_format, s.sft_dir, "these pairs")
     tokenizer = tokenizer or models.load_tokenizer(models.adapter_base(s.sft_dir) if on_policy else s.model)
     if on_policy and model is None:
         model = models.load_adapter_model(s.sft_dir, precision=s.precision, quantize=s.quantize)
@@ -238,10 +243,8 @@ def prepare(step: str, s: Any) -> dict[str, Any]:
     if step == "eval":
         check_variants(s)
     data = load_data(s)
-    if step == "pairs" and s.strategy == "on_policy":
-        refuse_holdout(data["train"]["id"], s.sft_dir, "sampling on-policy pairs")
-    if step == "pairs" and models.has_adapter(s.sft_dir):
-        refuse_other_answer_format(s.answer_format, s.sft_dir, "these pairs")
+    if step == "pairs":  # the run checks again (cheap); here a failure is one line before any model loads
+        check_pair_data(s, data)
     if step == "eval":
         check_eval_split(s, data)
     return {"data": data}
