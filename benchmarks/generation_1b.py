@@ -58,7 +58,7 @@ def _sync() -> None:
 
 def make_adapter(base: Path, folder: Path, tok) -> Path:
     """A LoRA adapter of the project's shape on ``base``, saved as a stage would save it (settings.json beside it)."""
-    if (folder / "adapter_config.json").is_file():
+    if models.has_adapter(folder):
         return folder
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM

@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     quantize = {"auto": None, "yes": True, "no": False}[args.quantize]
-    if (Path(args.model) / "adapter_config.json").is_file():
+    if models.has_adapter(args.model):
         model, tok = (
             models.load_adapter_model(args.model, quantize=quantize),
             models.load_tokenizer(models.adapter_base(args.model)),

@@ -159,7 +159,7 @@ def random_llama(folder: Path, tokenizer, shape: dict = LLAMA_32_1B) -> Path:
 def sft_adapter_for_dpo(work: Path, base: Path, records, tokenizer) -> Path:
     """The SFT adapter DPO starts from: a short SFT (2 steps) of ``base``, made once under ``work``."""
     adapter = work / "outputs" / "sft-adapter"
-    if not (adapter / "adapter_config.json").is_file():
+    if not models.has_adapter(adapter):
         s = SFTSettings(
             model=str(base),
             root=str(work / "prep"),

@@ -255,13 +255,13 @@ def records_path(settings: EvalSettings, variant: str, mode: str) -> Path:
 
 def _load_variant(settings: EvalSettings, variant: str) -> tuple[Any, Any, Path | None] | None:
     """(model, tokenizer, adapter folder) of a variant, or None (with a note) when its adapter is not trained yet."""
-    from helpers.models import adapter_base, load_adapter_model, load_model, load_tokenizer
+    from helpers.models import adapter_base, has_adapter, load_adapter_model, load_model, load_tokenizer
 
     if variant == "base":
         model = load_model(settings.model, precision=settings.precision, quantize=settings.quantize)
         return model, load_tokenizer(settings.model), None
     folder = settings.variant_dir(variant)
-    if not (folder / "adapter_config.json").is_file():
+    if not has_adapter(folder):
         producer = PRODUCED_BY.get(variant) or PRODUCED_BY["dpo" if variant.startswith("dpo") else "sft"]
         print(f"skipping variant {variant!r}: no adapter in {folder} (train it with {producer}, same root)")
         return None
