@@ -2,12 +2,15 @@
 
     python scripts/gpu/recipe.py sft L0 L1 L2 ...          # SFT levers, each evaluated on the 500 held-out questions
     python scripts/gpu/recipe.py dpo --sft L2 D0 D1 ...     # DPO levers from one SFT lever's adapter (same slice)
+    python scripts/gpu/recipe.py publish --sft L2 --dpo D1  # base, that SFT and that DPO on all of validation
 
 Each lever is a set of settings fields on top of `BASE` and runs as the project's own command line
 (``python -m helpers sft|pairs|dpo|eval``) under its own root ``$RECIPE_ROOT/<lever>``; levers run as
 parallel processes (a 135M model leaves the GPU mostly idle: decoding and small steps are bound by kernel
 launches on the host). Prints one row per lever (held-out CoT accuracy, parse failures, the most frequent
-predicted letter's share, cloze accuracy) and writes them to ``$OUT/recipe-<phase>.json``. The predictions
+predicted letter's share, cloze accuracy), appends each to ``$OUT/recipe-<phase>-rows.jsonl`` as it finishes
+and writes them all to ``$OUT/recipe-<phase>.json``. ``RECIPE_SECONDS`` stops jobs still running after that many
+seconds (their rows say ``seconds: -1``). The predictions
 and results are in assets/recipe/NOTES.md. Needs a CUDA GPU (see scripts/gpu/setup.sh).
 """
 
@@ -20,7 +23,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE = {"model": "smollm2-135m", "holdout_size": 500, "seed": 42}
@@ -37,7 +42,7 @@ SFT_LEVERS: dict[str, dict] = {  # one lever changed at a time against L0 (bf16 
     "L5": {"quantize": False, **ALL64, "learning_rate": 5e-4},
     "L6": {"quantize": False, **ALL64, "num_train_epochs": 2.0, "answer_format": "letter+text"},
 }
-DPO_LEVERS: dict[str, dict] = {  # from the chosen SFT lever's adapter, on-policy pairs sampled from it
+DPO_LEVERS: dict[str, dict] = {  # from the chosen SFT lever's adapter, on-policy pairs sampled from it (variant "dpo")
     "D0": {"learning_rate": 5e-6, "beta": 0.1},
     "D1": {"learning_rate": 5e-6, "beta": 0.1, "nll_weight": 1.0},
     "D2": {"learning_rate": 2e-5, "beta": 0.1, "nll_weight": 1.0},
@@ -51,8 +56,10 @@ PAIRS = {
     "when_all_agree": "skip",
     "batch_size": 512,
     "max_new_tokens": 160,
+    "train_sample_size": 1000,  # 8,000 samples: a few minutes on one GPU
 }
 EVAL = {"split": "holdout", "modes": "cot,cloze", "batch_size": 256}
+PUBLISH_MODES = ("cot,cloze,letter,letter-cyclic", "cot@k")  # two evaluations: cot@k (8 samples each) last
 
 
 SMOKE = {  # --smoke: the same commands, tiny, on CPU (checks the script itself)
@@ -77,12 +84,18 @@ def cli(step: str, root: Path, values: dict) -> list[str]:
 DEADLINE = time.time() + float(os.environ.get("RECIPE_SECONDS", "1e9"))  # jobs still running then are stopped
 
 
-def run_job(name: str, commands: list[list[str]], logs: Path) -> float:
+Step = list[str] | Callable[[], None]  # a command line, or a function run between two of them
+
+
+def run_job(name: str, commands: list[Step], logs: Path) -> float:
     """Run a lever's commands one after the other; its log goes to ``logs/<name>.log``. Returns seconds
     (-1 when a command failed or was stopped at the deadline)."""
     start = time.perf_counter()
     with open(logs / f"{name}.log", "w") as log:
         for cmd in commands:
+            if callable(cmd):
+                cmd()
+                continue
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
             try:
@@ -121,32 +134,106 @@ def holdout_row(name: str, root: Path, variant: str, seconds: float) -> dict:
     return row
 
 
-def diagnose_qlora(top: Path, logs: Path) -> list[dict]:
-    """The 4-bit L0q adapter evaluated three ways: on its 4-bit base (as trained), merged into that base
-    dequantized (the project's path), and merged into the original full-precision weights (the old path)."""
-    ways = {"as-trained-4bit": True, "merged-dequantized": False, "merged-original": False}
-    jobs = {}
-    for way, quantize in ways.items():
+QLORA_WAYS = {"as-trained-4bit": True, "merged-dequantized": False, "merged-original": False}
+
+
+def qlora_diagnosis(top: Path) -> list[Step]:
+    """Steps that evaluate the 4-bit L0q adapter three ways, after L0q's training: on its 4-bit base (as
+    trained), merged into that base dequantized (the project's path), and merged into the original
+    full-precision weights (the old path, which forgot that the adapter was trained against 4-bit weights)."""
+    steps: list[Step] = []
+    for way, quantize in QLORA_WAYS.items():
         root = top / f"L0q-{way}"
-        shutil.copytree(top / "L0q" / "outputs" / "sft", root / "outputs" / "sft", dirs_exist_ok=True)
-        if way == "merged-original":  # forget that it was a QLoRA run: merged into the original weights
-            prov = root / "outputs" / "sft" / "provenance.json"
-            prov.write_text(json.dumps({**json.loads(prov.read_text()), "quantized": False}))
-        jobs[f"L0q-{way}"] = (root, [cli("eval", root, {**EVAL, "quantize": quantize, "variants": "sft"})])
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        seconds = dict(zip(jobs, pool.map(lambda n: run_job(n, jobs[n][1], logs), jobs)))
-    return [holdout_row(n, r, "sft", seconds[n]) for n, (r, _) in jobs.items()]
+
+        def copy(root: Path = root, way: str = way) -> None:
+            shutil.copytree(top / "L0q" / "outputs" / "sft", root / "outputs" / "sft", dirs_exist_ok=True)
+            if way == "merged-original":  # forget that it was a QLoRA run: merged into the original weights
+                prov = root / "outputs" / "sft" / "provenance.json"
+                prov.write_text(json.dumps({**json.loads(prov.read_text()), "quantized": False}))
+
+        steps += [copy, cli("eval", root, {**EVAL, "quantize": quantize, "variants": "sft"})]
+    return steps
+
+
+@dataclass
+class Job:
+    """One lever: its root, the variant it evaluates, its steps, and the roots of extra rows (the QLoRA ways)."""
+
+    root: Path
+    variant: str
+    steps: list[Step]
+    extra: dict[str, Path] = field(default_factory=dict)
+
+
+def sft_jobs(top: Path, levers: list[str]) -> dict[str, Job]:
+    jobs = {}
+    for name in levers:
+        root = top / name
+        lever = {**FAST, **SFT_LEVERS[name]}
+        steps: list[Step] = [
+            cli("sft", root, lever),
+            cli("eval", root, {**EVAL, "quantize": lever.get("quantize"), "variants": "sft"}),
+        ]
+        extra = {}
+        if name == "L0q" and not os.environ.get("RECIPE_SMOKE"):
+            steps = steps[:1] + qlora_diagnosis(top)  # its own evaluation is the as-trained way
+            extra = {f"L0q-{way}": top / f"L0q-{way}" for way in QLORA_WAYS}
+        jobs[name] = Job(root, "sft", steps, extra)
+    return jobs
+
+
+def dpo_jobs(top: Path, sft: str, levers: list[str]) -> dict[str, Job]:
+    """DPO levers from one SFT lever's adapter; the pairs are sampled once (first lever) and shared."""
+    sft_root = top / sft
+    sft_settings = json.loads((sft_root / "outputs" / "sft" / "settings.json").read_text())
+    shared = {k: sft_settings[k] for k in ("quantize", "answer_format") if k in sft_settings}
+    pairs_root = top / f"{sft}-pairs"
+    shutil.copytree(sft_root / "outputs" / "sft", pairs_root / "outputs" / "sft", dirs_exist_ok=True)
+    if not (pairs_root / "data" / "dpo_pairs.jsonl").is_file():
+        subprocess.run(cli("pairs", pairs_root, {**PAIRS, **shared}), check=True)
+    jobs = {}
+    for name in levers:
+        root = top / f"{sft}-{name}"
+        shutil.copytree(pairs_root, root, dirs_exist_ok=True)
+        dpo = {**FAST, "quantize": shared.get("quantize"), "variant": "dpo", **DPO_LEVERS[name]}
+        steps: list[Step] = [
+            cli("dpo", root, dpo),
+            cli("eval", root, {**EVAL, "quantize": shared.get("quantize"), "variants": "dpo"}),
+        ]
+        jobs[name] = Job(root, "dpo", steps)
+    return jobs
+
+
+def publish(top: Path, sft: str, dpo: str, logs: Path, out: Path) -> None:
+    """Base, the chosen SFT and DPO adapters on all of validation in every mode (unquantized: a 4-bit copy of a
+    135M base dequantized from a 4-bit GGUF cannot generate); records, tables and settings go to ``$OUT``."""
+    root = top / "publish"
+    shutil.copytree(top / sft / "outputs" / "sft", root / "outputs" / "sft", dirs_exist_ok=True)
+    shutil.copytree(top / f"{sft}-{dpo}" / "outputs" / "dpo", root / "outputs" / "dpo", dirs_exist_ok=True)
+    base = {"split": "validation", "batch_size": 256, "quantize": False, "variants": "base,sft,dpo"}
+    seconds = run_job("publish", [cli("eval", root, {**base, "modes": m}) for m in PUBLISH_MODES], logs)
+    for variant in ("sft", "dpo"):
+        for name in ("settings.json", "metrics.json", "train_summary.json", "provenance.json"):
+            source = root / "outputs" / variant / name
+            if source.is_file():
+                (out / variant).mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, out / variant / name)
+    pairs = top / f"{sft}-pairs" / "data"
+    subprocess.run(["tar", "czf", str(out / "pairs.tgz"), "-C", str(pairs.parent), "data"], check=False)
+    subprocess.run(["tar", "czf", str(out / "eval.tgz"), "-C", str(root), "eval"], check=False)
+    print(f"publish: {seconds:.0f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=("sft", "dpo"))
-    parser.add_argument("levers", nargs="+")
-    parser.add_argument("--sft", help="dpo phase: the SFT lever whose adapter DPO starts from")
+    parser.add_argument("phase", choices=("sft", "dpo", "publish"))
+    parser.add_argument("levers", nargs="*")
+    parser.add_argument("--sft", help="dpo and publish: the SFT lever whose adapter DPO starts from")
+    parser.add_argument("--dpo", help="publish: the DPO lever")
     parser.add_argument("--base", action="store_true", help="also evaluate the base model on the slice")
     parser.add_argument("--smoke", action="store_true", help="tiny runs on CPU: checks the script, measures nothing")
     parser.add_argument("--parallel", type=int, default=3, help="levers at once (8 at once ran each ~5x slower)")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     if args.smoke:
         os.environ["RECIPE_SMOKE"] = "1"
     top = Path(os.environ.get("RECIPE_ROOT", "/tmp/recipe"))
@@ -154,54 +241,33 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     logs = top / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    jobs: dict[str, tuple[Path, str, list[list[str]]]] = {}
+    if args.phase == "publish":
+        publish(top, args.sft, args.dpo, logs, out)
+        return
+    jobs: dict[str, Job] = {}
     if args.base:
-        root = top / "base"
-        jobs["base"] = (root, "base", [cli("eval", root, {**EVAL, "variants": "base"})])
-    for name in args.levers:
-        if args.phase == "sft":
-            root = top / name
-            lever = {**FAST, **SFT_LEVERS[name]}
-            quant = {"quantize": lever.get("quantize")}
-            jobs[name] = (
-                root,
-                "sft",
-                [cli("sft", root, lever), cli("eval", root, {**EVAL, **quant, "variants": "sft"})],
-            )
-        else:
-            sft_root = top / args.sft
-            root = top / f"{args.sft}-{name}"
-            shutil.copytree(sft_root / "outputs" / "sft", root / "outputs" / "sft", dirs_exist_ok=True)
-            sft_settings = json.loads((sft_root / "outputs" / "sft" / "settings.json").read_text())
-            shared = {k: sft_settings[k] for k in ("quantize", "answer_format") if k in sft_settings}
-            pairs = [] if (root / "data").exists() else [cli("pairs", root, {**PAIRS, **shared})]
-            jobs[name] = (
-                root,
-                name,
-                [
-                    *pairs,
-                    cli(
-                        "dpo", root, {**FAST, "quantize": shared.get("quantize"), "variant": name, **DPO_LEVERS[name]}
-                    ),
-                    cli("eval", root, {**EVAL, "quantize": shared.get("quantize"), "variants": name}),
-                ],
-            )
-    if args.phase == "dpo":  # sample the pairs once, then share them
-        first = next(iter(jobs.values()))
-        subprocess.run(first[2][0], check=True)
-        for root, _, _cmds in jobs.values():
-            if root != first[0]:
-                shutil.copytree(first[0] / "data", root / "data", dirs_exist_ok=True)
-        jobs = {n: (r, v, cmds[1:]) for n, (r, v, cmds) in jobs.items()}
+        jobs["base"] = Job(
+            top / "base", "base", [cli("eval", top / "base", {**EVAL, "quantize": False, "variants": "base"})]
+        )
+    jobs.update(sft_jobs(top, args.levers) if args.phase == "sft" else dpo_jobs(top, args.sft, args.levers))
+    rows_file = out / f"recipe-{args.phase}-rows.jsonl"
+
+    def run(name: str) -> list[dict]:
+        job = jobs[name]
+        seconds = run_job(name, job.steps, logs)
+        rows = [holdout_row(name, job.root, job.variant, seconds)]
+        rows += [holdout_row(n, r, job.variant, seconds) for n, r in job.extra.items()]
+        with open(rows_file, "a") as f:  # as soon as a lever is done: a later timeout loses nothing
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        return rows
+
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        seconds = dict(zip(jobs, pool.map(lambda n: run_job(n, jobs[n][2], logs), jobs)))
-    rows = [holdout_row(n, r, v, seconds[n]) for n, (r, v, _) in jobs.items()]
-    if args.phase == "sft" and "L0q" in jobs and not args.smoke:
-        rows += diagnose_qlora(top, logs)
+        rows = [r for job_rows in pool.map(run, jobs) for r in job_rows]
     result = {
         "phase": args.phase,
         "sft": args.sft,
         "levers": {n: SFT_LEVERS.get(n) or DPO_LEVERS.get(n) for n in jobs},
+        "pairs": PAIRS if args.phase == "dpo" else None,
         "device": _device(),
         "rows": rows,
     }
