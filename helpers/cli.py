@@ -5,7 +5,7 @@ Every settings field is an option, with its help, type and choices taken from th
 values; options override single fields. Bad input ends the command with one line naming the fix (exit 2)
 before any model loads or any file is written.
 
-    python -m helpers sft assets/real-run/settings/sft.json --learning_rate 1e-4
+    python -m helpers sft assets/recipe/run/sft-settings.json --learning_rate 1e-4
     python -m helpers pairs settings.json --strategy on_policy
     python -m helpers dpo settings.json
     python -m helpers eval settings.json --modes cot,cloze

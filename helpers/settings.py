@@ -229,11 +229,11 @@ class SFTSettings(TrainSettings):
         "train_sample_size",
     )
 
-    lora_r: int = setting(16, "LoRA rank: size of the two small matrices beside each targeted projection", ge=1)
-    lora_alpha: int = setting(32, "LoRA scale: the update is multiplied by lora_alpha / lora_r", ge=1)
+    lora_r: int = setting(64, "LoRA rank: size of the two small matrices beside each targeted projection", ge=1)
+    lora_alpha: int = setting(128, "LoRA scale: the update is multiplied by lora_alpha / lora_r", ge=1)
     lora_dropout: float = setting(0.05, "dropout on the LoRA input", ge=0, lt=1)
     target_modules: str = setting(
-        "qkvo",
+        "all-linear",
         "layers that get LoRA: the q/k/v/o attention projections, or every linear layer",
         choices=("qkvo", "all-linear"),
     )
@@ -263,7 +263,7 @@ class DPOSettings(TrainSettings, UsesSFTAdapter):
         "train_sample_size",
     )
 
-    learning_rate: float = setting(5e-5, "peak learning rate", gt=0, lt=1)
+    learning_rate: float = setting(5e-6, "peak learning rate", gt=0, lt=1)
     per_device_train_batch_size: int = setting(
         8, "pairs per micro-batch (chosen + rejected: twice the sequences)", ge=1
     )
@@ -306,17 +306,22 @@ class PairSettings(Settings, UsesSFTAdapter):
         "max_length",
     )
 
+    # The recipe's pairs (assets/recipe/NOTES.md): 8 samples of the SFT model for 1,000 questions, its own right
+    # answer against its own wrong one; questions whose samples all agree give no pair.
+    train_sample_size: int | None = setting(
+        1000, "train questions to sample pairs for (a seeded sample); None = all (hours on a T4)", ge=1
+    )
     strategy: str = setting(
-        "offline",
+        "on_policy",
         "offline: gold vs a wrong option's rationale; on_policy: the SFT model's own right vs wrong samples",
         choices=("offline", "on_policy"),
     )
-    samples_per_question: int = setting(4, "on_policy: completions sampled per question", ge=2)
+    samples_per_question: int = setting(8, "on_policy: completions sampled per question", ge=2)
     temperature: float = setting(0.9, "on_policy: sampling temperature", gt=0)
     max_new_tokens: int = setting(160, "on_policy: longest sample in new tokens", ge=8)
     batch_size: int = setting(32, "sequences generated per batch (questions per batch = batch_size // samples)", ge=1)
     when_all_agree: str = setting(
-        "offline",
+        "skip",
         "on_policy, when all samples are right or all wrong: use the offline pair, or skip the question",
         choices=("offline", "skip"),
     )

@@ -26,12 +26,19 @@ PRESETS: dict[str, dict[str, dict]] = {
         "*": {**COMMON, "TRAIN_SAMPLE_SIZE": 12},
         "02_pairs": {
             "STRATEGY": "on_policy",
-            "OVERRIDES": {"samples_per_question": 2, "max_new_tokens": 24, "batch_size": 6, "max_length": 384},
+            # a 3-step SFT model is rarely right: questions whose samples all agree fall back to the offline pair
+            "OVERRIDES": {
+                "samples_per_question": 2,
+                "max_new_tokens": 24,
+                "batch_size": 6,
+                "max_length": 384,
+                "when_all_agree": "offline",
+            },
         },
         # 3 steps: random batches, so 03's loss check compares like with like (grouping by length,
         # the default, puts the longest batch first). FORM_EDITS go through the settings form, as a learner's do.
         "03_sft": {
-            "FORM_EDITS": {"learning_rate": 3e-4, "quantize": False, "lora_r": 8},
+            "FORM_EDITS": {"learning_rate": 3e-4, "quantize": False, "lora_r": 8, "lora_alpha": 16},
             "OVERRIDES": {
                 "max_steps": 3,
                 "per_device_train_batch_size": 4,
@@ -63,14 +70,20 @@ PRESETS: dict[str, dict[str, dict]] = {
             "STRATEGY": "on_policy",
             "TRAIN_SAMPLE_SIZE": 32,
             # a bounded sampling budget (32 questions x 4 samples x at most 80 tokens) keeps the demo near 15 minutes
-            "OVERRIDES": {"samples_per_question": 4, "max_new_tokens": 80, "batch_size": 32, "max_length": 448},
+            # a 24-step SFT model is rarely right: questions whose samples all agree fall back to the offline pair
+            "OVERRIDES": {
+                "samples_per_question": 4,
+                "max_new_tokens": 80,
+                "batch_size": 32,
+                "max_length": 448,
+                "when_all_agree": "offline",
+            },
         },
         "03_sft": {
             "OVERRIDES": {
                 "max_steps": 24,
                 "per_device_train_batch_size": 8,
                 "gradient_accumulation_steps": 1,
-                "learning_rate": 5e-4,
                 "gradient_checkpointing": False,
                 "save_steps": 8,
                 "logging_steps": 2,

@@ -293,7 +293,7 @@ def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypat
 
 
 def test_build_pairs_drops_and_counts_bad_pairs(tok, records):
-    pairs, report = P.build_pairs(PairSettings(max_length=100), tok, records[:6])
+    pairs, report = P.build_pairs(PairSettings(max_length=100, strategy="offline"), tok, records[:6])
     assert report.questions == 6 and report.kept == len(pairs)
     assert sum(report.dropped.values()) == 6 - len(pairs) > 0
     assert all("max_length" in reason for reason in report.dropped)
