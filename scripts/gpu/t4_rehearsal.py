@@ -37,12 +37,18 @@ T4_GIB = 15.0
 # TFLOP/s dense, but the 4-bit kernels keep the H100 far from its peak: the measured ratio of a similar
 # workload is used as a range), decoding is memory-bound (3.35 TB/s vs 0.32 TB/s).
 SCALE = {"train": (10.0, 15.0), "generate": (8.0, 10.5), "score": (10.0, 15.0)}
-FULL = {  # the notebooks' full-data work, in the units each row measures
+FULL = {  # the notebooks' full-data work with the default settings, in the units each row measures
     "03_sft": ("sft", 1_600_000, "tokens (one epoch of 9,126 questions, ~175 tokens each)"),
-    "02_pairs": ("pairs", 9_126, "questions sampled (k=4)"),
-    "04_dpo": ("dpo", 3_000_000, "tokens (9,126 pairs, ~330 tokens each)"),
-    "05_eval": ("eval", 1_221 * 3, "question-variants (base, SFT, DPO) in every mode"),
+    "02_pairs": ("pairs", 2_000, "k=4 questions (the default 1,000 questions x 8 samples)"),
+    "04_dpo": ("dpo", 280_000, "tokens (~850 pairs from 02, ~330 tokens each)"),
+    "05_eval": ("eval", 1_221 * 3, "question-variants (base, SFT, DPO) in the default modes"),
 }
+
+
+def trained(result) -> float:
+    """Tokens a training step trained; its trainer's own tokens/s (no model loading) goes in the row too."""
+    trained.rate = result.tokens_per_s  # type: ignore[attr-defined]
+    return result.tokens_per_s * result.seconds
 
 
 def rss_gib() -> float:
@@ -56,6 +62,7 @@ def measured(name: str, fn, units: float, unit: str) -> dict:
     result = fn()
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    trained.rate = None  # type: ignore[attr-defined]
     units = units(result) if callable(units) else units
     row = {
         "step": name,
@@ -67,6 +74,8 @@ def measured(name: str, fn, units: float, unit: str) -> dict:
         "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "peak_rss_gib": round(rss_gib(), 2),
     }
+    if trained.rate:  # type: ignore[attr-defined]
+        row["train_rate"] = round(trained.rate, 1)  # type: ignore[attr-defined]
     print(json.dumps(row), flush=True)
     with open(Path(os.environ.get("OUT", ".")) / "t4-rehearsal-rows.jsonl", "a") as f:  # survives a cut-off call
         f.write(json.dumps(row) + "\n")
@@ -90,13 +99,13 @@ def main() -> None:
     data = steps.load_data(SFTSettings(**common))
     rows = []
     sft = SFTSettings(**common, max_steps=args.sft_steps, save_steps=10**6, report_to="none")
-    rows.append(measured("sft", lambda: steps.run_sft(sft, data), lambda r: r.tokens_per_s * r.seconds, "tokens"))
+    rows.append(measured("sft", lambda: steps.run_sft(sft, data), trained, "tokens"))
     small = data.copy()
     small["train"] = data["train"].select(range(args.questions))
     pairs = PairSettings(**common, strategy="on_policy")
     rows.append(measured("pairs", lambda: steps.run_pairs(pairs, small), args.questions, "questions (k=4)"))
     dpo = DPOSettings(**common, max_steps=args.dpo_steps, save_steps=10**6, report_to="none")
-    rows.append(measured("dpo", lambda: steps.run_dpo(dpo), lambda r: r.tokens_per_s * r.seconds, "tokens"))
+    rows.append(measured("dpo", lambda: steps.run_dpo(dpo), trained, "tokens"))
     val = data.copy()
     modes = EvalSettings.__dataclass_fields__["modes"].metadata["choices"]
     for mode in sorted(modes, key=lambda m: m == "cot@k"):  # the slowest last: a cut-off call keeps the others
@@ -121,8 +130,9 @@ def main() -> None:
 
 def estimates(rows: list[dict]) -> list[dict]:
     """A labelled T4 wall-time range per notebook for the full data, from the measured rates."""
-    rate = {r["step"]: r["rate"] for r in rows}
-    evals = [r for r in rows if r["step"].startswith("eval ")]
+    rate = {r["step"]: r.get("train_rate") or r["rate"] for r in rows}  # training: without the model's loading
+    default_modes = EvalSettings().modes
+    evals = [r for r in rows if r["step"].removeprefix("eval ") in default_modes]
     rate["eval"] = 1 / sum(1 / r["rate"] for r in evals)  # one question through every mode
     out = []
     for notebook, (step, units, what) in FULL.items():
