@@ -23,7 +23,12 @@ def test_sft_defaults_are_the_recipe():
 
 def test_dpo_and_pair_defaults_are_the_recipe():
     p = PairSettings()
-    assert (p.strategy, p.samples_per_question, p.when_all_agree, p.train_sample_size) == ("on_policy", 8, "skip", 1000)
+    assert (p.strategy, p.samples_per_question, p.when_all_agree, p.train_sample_size) == (
+        "on_policy",
+        8,
+        "skip",
+        1000,
+    )
     s = DPOSettings()
     assert s.learning_rate == 5e-6  # TRL's LoRA-DPO scale; the seed's 5e-5 cost 4.5 points
     assert s.beta == 0.1
