@@ -11,7 +11,8 @@ loaded as the project loads an SFT adapter for sampling and evaluation (`helpers
 ``4bit`` is the default (NF4 base, LoRA beside it), ``merged`` is ``quantize=False`` (bf16/fp16 base with
 the adapter merged in). Two stages at the project's settings (`PairSettings`, `EvalSettings`):
 
-* ``sampling``: on-policy pairs, k=4 samples per question at T=0.9, 160 new tokens, 32 sequences per batch;
+* ``sampling``: on-policy pairs, k=8 samples per question (k=4 before the recipe) at T=0.9, 160 new tokens,
+  32 sequences per batch;
 * ``cot-eval``: greedy chain-of-thought evaluation, 192 new tokens, 32 questions per batch.
 
 Two paths on the same prompts and model object: ``project`` is `helpers.generation.generate_all`

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.settings import PairSettings
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -151,6 +153,7 @@ def test_generation_1b_forces_full_length_on_both_paths(tmp_path, ecqa_dir):
         (s, p) for s in ("sampling", "cot-eval") for p in ("project", "plain")
     }
     for r in rows:
-        assert r["samples"] == r["questions"] * r["k"] and r["k"] == (4 if r["stage"] == "sampling" else 1)
+        k = PairSettings().samples_per_question if r["stage"] == "sampling" else 1  # the project's settings
+        assert r["samples"] == r["questions"] * r["k"] and r["k"] == k
         assert r["new_tokens"] == r["samples"] * 4  # random weights: every row forced to max_new_tokens
         assert r["model_size"] == "toy" and r["card"] == "cpu"

@@ -90,7 +90,8 @@ def test_a_failing_command_never_prints_the_token(tmp_path, ecqa_dir):
     """A real command line that fails to fetch a gated model (offline here) prints its error, not the token."""
     settings = tmp_path / "pairs.json"
     settings.write_text(
-        f'{{"model": "llama-3.2-1b", "data_source": "{ecqa_dir}", "root": "{tmp_path}", "train_sample_size": 4}}'
+        f'{{"model": "llama-3.2-1b", "data_source": "{ecqa_dir}", "root": "{tmp_path}", "train_sample_size": 4, '
+        '"strategy": "offline"}'
     )
     env = {**os.environ, "HF_TOKEN": SENTINEL, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(

@@ -155,7 +155,7 @@ def test_collated_labels_mask_the_prompt_and_end_with_eos(
     tok = smol_tokenizer
     trainer = training.train_sft(settings(tmp_path), records, model=smol_model(), tokenizer=tok)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
-    assert trainer.model.peft_config["default"].r == 16  # the LoRA adapter from the settings is on
+    assert trainer.model.peft_config["default"].r == settings(tmp_path).lora_r  # the settings' LoRA adapter is on
     for i, rec in enumerate(records):
         labels, ids = batch["labels"][i].tolist(), batch["input_ids"][i].tolist()
         n_prompt = len(tok(prompts.render_prompt(tok, rec), add_special_tokens=False)["input_ids"])
