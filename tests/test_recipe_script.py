@@ -1,0 +1,55 @@
+"""scripts/gpu/recipe.py: every lever's command lines are valid settings of their step (checked without a GPU).
+
+The levers run only on the GPU machine, where a renamed field or an out-of-range value would cost device time;
+here each command line goes through the project's own parser (`helpers.cli.settings_from_args`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import cli
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("recipe", REPO / "scripts" / "gpu" / "recipe.py")
+recipe = importlib.util.module_from_spec(spec)
+sys.modules["recipe"] = recipe  # its dataclasses look their module up there
+spec.loader.exec_module(recipe)  # type: ignore[union-attr]
+
+
+def parsed(command: list[str]):
+    """Settings of a ``python -m helpers STEP --field value ...`` command line."""
+    assert command[1:3] == ["-m", "helpers"], command
+    return cli.settings_from_args(command[3], command[4:])
+
+
+@pytest.mark.parametrize("name", sorted(recipe.SFT_LEVERS))
+def test_sft_levers_are_valid_settings_changing_only_their_fields(name, tmp_path):
+    job = recipe.sft_jobs(tmp_path, [name])[name]
+    sft = parsed(job.steps[0])
+    for field, value in {**recipe.FAST, **recipe.SFT_LEVERS[name]}.items():
+        assert getattr(sft, field) == value, (name, field)
+    evals = [parsed(s) for s in job.steps[1:] if isinstance(s, list)]
+    assert evals and all(e.split == "holdout" and e.holdout_size == sft.holdout_size == 500 for e in evals)
+
+
+def test_dpo_levers_and_publish_are_valid_settings(tmp_path, monkeypatch):
+    sft_dir = tmp_path / "L2" / "outputs" / "sft"
+    sft_dir.mkdir(parents=True)
+    (sft_dir / "settings.json").write_text('{"quantize": false, "answer_format": "letter"}')
+    (tmp_path / "L2-pairs" / "data").mkdir(parents=True)
+    (tmp_path / "L2-pairs" / "data" / "dpo_pairs.jsonl").write_text("")  # sampled already: nothing runs
+    jobs = recipe.dpo_jobs(tmp_path, "L2", sorted(recipe.DPO_LEVERS))
+    for name, job in jobs.items():
+        dpo, ev = (parsed(s) for s in job.steps)
+        assert dpo.variant == ev.variants[0] == "dpo" and dpo.quantize is False
+        for field, value in recipe.DPO_LEVERS[name].items():
+            assert getattr(dpo, field) == value, (name, field)
+    pairs = parsed(recipe.cli("pairs", tmp_path, recipe.PAIRS))
+    assert (pairs.strategy, pairs.samples_per_question, pairs.train_sample_size) == ("on_policy", 8, 1000)
+    for modes in recipe.PUBLISH_MODES:
+        ev = parsed(recipe.cli("eval", tmp_path, {"split": "validation", "modes": modes, "variants": "base,sft,dpo"}))
+        assert ev.split == "validation" and set(ev.modes) == set(modes.split(","))
