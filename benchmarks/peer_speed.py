@@ -54,12 +54,6 @@ LEVER_STAGES = {"padding-free": ("sft",)}  # TRL 1.16's DPOTrainer falls back to
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def _peak_gib() -> float:
-    import torch
-
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
-
-
 def _save(args, side: str, rows: list[dict]) -> None:
     """A worker's rows so far (a side cut off by its time limit keeps them)."""
     print(json.dumps(rows[-1]), flush=True)
@@ -214,7 +208,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
                 dtype=precision,
                 tokens_per_s=round(tokens / wall, 1),
                 steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1),
-                peak_gib=round(_peak_gib(), 2),
+                peak_gib=round(ts._peak_gib(), 2),
                 seconds=round(wall, 1),
                 tokens=tokens,
                 steps=steps,
