@@ -6,9 +6,9 @@ Every pair is ``{"id", "prompt", "chosen", "rejected", "chosen_letter", "rejecte
 DPOTrainer expects). Two strategies (`PairSettings.strategy`):
 
 * ``offline``: the gold ECQA explanation vs a rationale for a random wrong option (`offline_pair`);
-* ``on_policy``: k samples of the SFT model per question, a correct one vs a wrong one
-  (`sample_on_policy`, `on_policy_pair`); questions where all k agree fall back to the offline
-  pair or are skipped (``when_all_agree``).
+* ``on_policy``: k samples of the SFT model per question, a correct one vs a wrong one, up to
+  ``pairs_per_question`` different pairs (`sample_on_policy`, `on_policy_pairs`); questions where all k
+  agree fall back to the offline pair or are skipped (``when_all_agree``).
 
 Every pair passes `check_pair`; dropped pairs are counted by reason in a `PairReport`.
 """
@@ -192,20 +192,30 @@ def sample_outcome(record: Mapping[str, Any], samples: Sequence[str]) -> str:
     return "all wrong" if correct == 0 else "all correct" if correct == len(samples) else "mixed"
 
 
-def on_policy_pair(tok: Any, record: Mapping[str, Any], samples: Sequence[str], rng: random.Random) -> dict | None:
-    """A correct sample vs a wrong one (a wrong letter preferred over no letter); None if all agree.
+def on_policy_pairs(
+    tok: Any, record: Mapping[str, Any], samples: Sequence[str], rng: random.Random, limit: int = 1
+) -> list[dict]:
+    """Up to ``limit`` pairs of a correct sample vs a wrong one; empty if all agree.
 
-    The chosen side is a random correct sample, not the shortest: picking the shortest would add a
-    "shorter is better" preference on top of "correct is better", and DPO readily learns length.
+    Wrong letters come before unparseable samples on the rejected side (the contrast taught is the answer,
+    not the format), and pair ``i`` takes correct sample ``i mod c`` against rejected sample ``i mod r`` of
+    the shuffled lists, so the ``min(limit, max(c, r))`` pairs are all different and use every sample about
+    equally. The chosen side is a random correct sample, not the shortest: picking the shortest would add
+    a "shorter is better" preference on top of "correct is better", and DPO readily learns length.
     """
     parsed = [(s, extract_answer(s)) for s in samples]
     correct = [s for s, a in parsed if a == record["answer"]]
     wrong = [(s, a) for s, a in parsed if a is not None and a != record["answer"]]
     unparsed = [(s, None) for s, a in parsed if a is None]
-    if not correct or not (wrong or unparsed):
-        return None
-    text, letter = rng.choice(wrong or unparsed)
-    return _pair(tok, record, rng.choice(correct), text, (record["answer"], letter), "on-policy")
+    rejected = rng.sample(wrong, len(wrong)) + rng.sample(unparsed, len(unparsed))
+    if not correct or not rejected:
+        return []
+    correct = rng.sample(correct, len(correct))
+    pairs = []
+    for i in range(min(limit, max(len(correct), len(rejected)))):
+        text, letter = rejected[i % len(rejected)]
+        pairs.append(_pair(tok, record, correct[i % len(correct)], text, (record["answer"], letter), "on-policy"))
+    return pairs
 
 
 def _tokens(tok: Any, text: str) -> int:
@@ -292,25 +302,27 @@ def build_pairs(
     pairs = []
     for rec in records:
         rng = _rng(settings.seed, rec["id"])
+        candidates: list[dict | None]
         if settings.strategy == "offline":
-            pair = offline_pair(tok, rec, rng, settings.answer_format)
+            candidates = [offline_pair(tok, rec, rng, settings.answer_format)]
         else:
             report.outcomes[sample_outcome(rec, samples[rec["id"]])] += 1
-            pair = on_policy_pair(tok, rec, samples[rec["id"]], rng)
-            if pair is None and settings.when_all_agree == "skip":
+            candidates = list(on_policy_pairs(tok, rec, samples[rec["id"]], rng, settings.pairs_per_question))
+            if not candidates and settings.when_all_agree == "skip":
                 report.drop("all samples agree (when_all_agree='skip')", rec["id"])
                 continue
-            pair = pair or offline_pair(tok, rec, rng, settings.answer_format)
-        reason = (
-            "no wrong option differs from the gold text"
-            if pair is None
-            else check_pair(tok, rec, pair, settings.max_length)
-        )
-        if reason:
-            report.drop(reason, rec["id"])
-            continue
-        report.kinds[pair["kind"]] += 1
-        pairs.append(pair)
+            candidates = candidates or [offline_pair(tok, rec, rng, settings.answer_format)]
+        for pair in candidates:
+            reason = (
+                "no wrong option differs from the gold text"
+                if pair is None
+                else check_pair(tok, rec, pair, settings.max_length)
+            )
+            if reason:
+                report.drop(reason, rec["id"])
+                continue
+            report.kinds[pair["kind"]] += 1
+            pairs.append(pair)
     return pairs, report
 
 

@@ -317,6 +317,9 @@ class PairSettings(Settings, UsesSFTAdapter):
         choices=("offline", "on_policy"),
     )
     samples_per_question: int = setting(8, "on_policy: completions sampled per question", ge=2)
+    pairs_per_question: int = setting(
+        1, "on_policy: pairs per question at most, each a different right sample against a different wrong one", ge=1
+    )
     temperature: float = setting(0.9, "on_policy: sampling temperature", gt=0)
     max_new_tokens: int = setting(160, "on_policy: longest sample in new tokens", ge=8)
     batch_size: int = setting(32, "sequences generated per batch (questions per batch = batch_size // samples)", ge=1)

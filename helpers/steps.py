@@ -113,6 +113,7 @@ def run_pairs(
         "answer_format": s.answer_format,
         "holdout_size": s.holdout_size,
         "train_sample_size": s.train_sample_size,
+        "pairs_per_question": s.pairs_per_question,
         "train_ids": provenance.ids_hash(data["train"]["id"]),
     }
     if on_policy:

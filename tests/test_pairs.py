@@ -131,7 +131,7 @@ def test_on_policy_pair_mixed_prefers_a_wrong_letter(tok, records):
     samples = [with_answer(gold), "I am not sure.", with_answer(wrong), with_answer(gold)]
     assert P.sample_outcome(rec, samples) == "mixed"
     for seed in range(10):
-        pair = P.on_policy_pair(tok, rec, samples, random.Random(seed))
+        pair = P.on_policy_pairs(tok, rec, samples, random.Random(seed))[0]
         assert pair["kind"] == "on-policy"
         assert extract_answer(pair["chosen"]) == pair["chosen_letter"] == gold
         assert extract_answer(pair["rejected"]) == pair["rejected_letter"] == wrong
@@ -140,12 +140,30 @@ def test_on_policy_pair_mixed_prefers_a_wrong_letter(tok, records):
 
 def test_on_policy_pair_unparseable_rejected_when_no_wrong_letter(tok, records):
     rec = records[0]
-    pair = P.on_policy_pair(tok, rec, [with_answer(rec["answer"]), "no answer line"], random.Random(0))
+    pair = P.on_policy_pairs(tok, rec, [with_answer(rec["answer"]), "no answer line"], random.Random(0))[0]
     assert pair["rejected_letter"] is None and extract_answer(pair["rejected"]) is None
     assert P.check_pair(tok, rec, pair) is None
 
 
-def test_on_policy_pair_none_when_all_agree(tok, records):
+@pytest.mark.parametrize(("limit", "expected"), [(1, 1), (2, 2), (4, 4), (9, 5)])
+def test_on_policy_pairs_several_per_question_all_different(tok, records, limit, expected):
+    """2 right, 2 wrong letters and 3 unparseable samples: up to max(2, 5) = 5 different pairs, wrong letters first."""
+    rec = records[0]
+    gold = rec["answer"]
+    wrong = [x for x in LETTERS if x != gold][:2]
+    right = [with_answer(gold), "Because so. " + with_answer(gold)]
+    samples = right + [with_answer(w) for w in wrong] + ["loop loop", "no line", "still no line"]
+    pairs = P.on_policy_pairs(tok, rec, samples, random.Random(0), limit=limit)
+    assert len(pairs) == expected
+    assert len({(p["chosen"], p["rejected"]) for p in pairs}) == expected
+    letters = [p["rejected_letter"] for p in pairs]
+    assert set(letters[:2]) <= set(wrong) and set(letters[2:]) <= {None}  # wrong letters before no letter
+    assert all(P.check_pair(tok, rec, p) is None for p in pairs)
+    if expected > 1:
+        assert len({p["chosen"] for p in pairs}) == 2  # both right samples are used
+
+
+def test_on_policy_pairs_none_when_all_agree(tok, records):
     rec = records[0]
     gold = rec["answer"]
     wrong = next(x for x in LETTERS if x != gold)
@@ -155,9 +173,9 @@ def test_on_policy_pair_none_when_all_agree(tok, records):
     }
     for outcome, samples in cases.items():
         assert P.sample_outcome(rec, samples) == outcome
-        assert P.on_policy_pair(tok, rec, samples, random.Random(0)) is None
+        assert P.on_policy_pairs(tok, rec, samples, random.Random(0), limit=4) == []
     assert P.sample_outcome(rec, ["", "Answer: F"]) == "all wrong"
-    assert P.on_policy_pair(tok, rec, ["", "Answer: F"], random.Random(0)) is None
+    assert P.on_policy_pairs(tok, rec, ["", "Answer: F"], random.Random(0)) == []
 
 
 # ---------------------------------------------------------------- resumable sampling

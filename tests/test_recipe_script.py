@@ -6,6 +6,7 @@ here each command line goes through the project's own parser (`helpers.cli.setti
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -44,12 +45,35 @@ def test_dpo_levers_and_publish_are_valid_settings(tmp_path, monkeypatch):
     (tmp_path / "L2-pairs" / "data" / "dpo_pairs.jsonl").write_text("")  # sampled already: nothing runs
     jobs = recipe.dpo_jobs(tmp_path, "L2", sorted(recipe.DPO_LEVERS))
     for name, job in jobs.items():
-        dpo, ev = (parsed(s) for s in job.steps)
+        *own_pairs, dpo, ev = (parsed(s) for s in job.steps)
         assert dpo.variant == ev.variants[0] == "dpo" and dpo.quantize is False
-        for field, value in recipe.DPO_LEVERS[name].items():
+        lever = dict(recipe.DPO_LEVERS[name])
+        for field, value in lever.pop(recipe.PAIRS_KEY, {}).items():
+            assert [getattr(p, field) for p in own_pairs] == [value], (name, field)
+        for field, value in lever.items():
             assert getattr(dpo, field) == value, (name, field)
     pairs = parsed(recipe.cli("pairs", tmp_path, recipe.PAIRS))
     assert (pairs.strategy, pairs.samples_per_question, pairs.train_sample_size) == ("on_policy", 8, 1000)
     for modes in recipe.PUBLISH_MODES:
         ev = parsed(recipe.cli("eval", tmp_path, {"split": "validation", "modes": modes, "variants": "base,sft,dpo"}))
         assert ev.split == "validation" and set(ev.modes) == set(modes.split(","))
+
+
+def test_another_round_starts_from_a_dpo_lever_and_best_reads_held_out_rows(tmp_path):
+    dpo_dir = tmp_path / "L2-D6" / "outputs" / "dpo"  # a DPO lever's root: no outputs/sft of its own
+    dpo_dir.mkdir(parents=True)
+    (dpo_dir / "settings.json").write_text('{"quantize": false}')
+    (tmp_path / "L2-D6-pairs" / "data").mkdir(parents=True)
+    (tmp_path / "L2-D6-pairs" / "data" / "dpo_pairs.jsonl").write_text("")
+    job = recipe.dpo_jobs(tmp_path, "L2-D6", ["D5"])["D5"]
+    assert job.root.name == "L2-D6-D5"
+    assert (tmp_path / "L2-D6-pairs" / "outputs" / "sft" / "settings.json").is_file()  # its policy is round 1's
+    rows = [
+        {"root": "L2-D5", "cot_acc": 31.0, "seconds": 100},
+        {"root": "L2-D6", "cot_acc": 33.0, "seconds": 100},
+        {"root": "L2-D7", "cot_acc": 40.0, "seconds": -1},  # stopped at the deadline: not a candidate
+        {"root": "L3-D6", "cot_acc": 35.0, "seconds": 100},
+    ]
+    (tmp_path / "recipe-dpo-rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert recipe.best(tmp_path, "dpo") == "L3-D6"
+    assert recipe.best(tmp_path, "dpo", "L2") == "L2-D6"

@@ -2,7 +2,8 @@
 
     python scripts/gpu/recipe.py sft L0 L1 L2 ...          # SFT levers, each evaluated on the 500 held-out questions
     python scripts/gpu/recipe.py dpo --sft L2 D0 D1 ...     # DPO levers from one SFT lever's adapter (same slice)
-    python scripts/gpu/recipe.py publish --sft L2 --dpo D1  # base, that SFT and that DPO on all of validation
+    python scripts/gpu/recipe.py dpo --sft best:L2 same     # another on-policy round from the best DPO lever so far
+    python scripts/gpu/recipe.py publish --sft L2 --dpo best  # that SFT and the best DPO (held-out) on validation
 
 Each lever is a set of settings fields on top of `BASE` and runs as the project's own command line
 (``python -m helpers sft|pairs|dpo|eval``) under its own root ``$RECIPE_ROOT/<lever>``; levers run as
@@ -31,6 +32,7 @@ from pathlib import Path
 BASE = {"model": "smollm2-135m", "holdout_size": 500, "seed": 42}
 FAST = {"gradient_checkpointing": False, "save_steps": 200}  # speed only: the same optimisation
 ALL64 = {"target_modules": "all-linear", "lora_r": 64, "lora_alpha": 128}
+PAIRS_KEY = "pairs"  # in a DPO lever: pair settings of its own, built from the shared samples
 SFT_LEVERS: dict[str, dict] = {  # one lever changed at a time against L0 (bf16 base, no 4-bit, for screening)
     "L0": {"quantize": False},  # today's recipe: LoRA r16 on q/k/v/o, lr 2e-4, 1 epoch
     "L0q": {"quantize": True},  # the same on a 4-bit base (QLoRA): does 4-bit rank levers as bf16 does?
@@ -48,13 +50,19 @@ DPO_LEVERS: dict[str, dict] = {  # from the chosen SFT lever's adapter, on-polic
     "D2": {"learning_rate": 2e-5, "beta": 0.1, "nll_weight": 1.0},
     "D3": {"learning_rate": 5e-6, "beta": 0.3, "nll_weight": 1.0},
     "D4": {"learning_rate": 5e-7, "beta": 0.1},
+    # Round 2 (session 13): D0's loss stayed at 0.693 (margins ~0.02), so the policy never moved. LoRA wants
+    # ~10x a full fine-tune's learning rate ("LoRA Without Regret"), and one pair per question wastes samples.
+    "D5": {"learning_rate": 5e-5, "beta": 0.1},
+    "D6": {"learning_rate": 5e-5, "beta": 0.1, PAIRS_KEY: {"pairs_per_question": 4}},
+    "D7": {"learning_rate": 5e-5, "beta": 0.1, "nll_weight": 0.2, PAIRS_KEY: {"pairs_per_question": 4}},
+    "D8": {"learning_rate": 2e-4, "beta": 0.1, PAIRS_KEY: {"pairs_per_question": 4}},
 }
 PAIRS = {
     "strategy": "on_policy",
     "samples_per_question": 8,
     "temperature": 0.9,
     "when_all_agree": "skip",
-    "batch_size": 512,
+    "batch_size": 2048,  # 256 questions x 8: decoding a 135M model is bound by launches, not memory
     "max_new_tokens": 160,
     "train_sample_size": 1000,  # 8,000 samples: a few minutes on one GPU
 }
@@ -117,7 +125,7 @@ def holdout_row(name: str, root: Path, variant: str, seconds: float) -> dict:
 
     from helpers.jsonl import read_jsonl
 
-    row: dict = {"lever": name, "variant": variant, "seconds": round(seconds)}
+    row: dict = {"lever": name, "root": root.name, "variant": variant, "seconds": round(seconds)}
     for mode in ("cot", "cloze"):
         recs = pd.DataFrame(read_jsonl(root / "eval-holdout" / f"{variant}-{mode}-holdout.jsonl"))
         if recs.empty:
@@ -182,54 +190,85 @@ def sft_jobs(top: Path, levers: list[str]) -> dict[str, Job]:
     return jobs
 
 
-def dpo_jobs(top: Path, sft: str, levers: list[str]) -> dict[str, Job]:
-    """DPO levers from one SFT lever's adapter; the pairs are sampled once (first lever) and shared."""
-    sft_root = top / sft
-    sft_settings = json.loads((sft_root / "outputs" / "sft" / "settings.json").read_text())
-    shared = {k: sft_settings[k] for k in ("quantize", "answer_format") if k in sft_settings}
-    pairs_root = top / f"{sft}-pairs"
-    shutil.copytree(sft_root / "outputs" / "sft", pairs_root / "outputs" / "sft", dirs_exist_ok=True)
+def adapter_of(root: Path) -> Path:
+    """A lever's adapter: its SFT adapter, or its DPO adapter for a DPO lever (an iterative round starts there)."""
+    sft = root / "outputs" / "sft"
+    return sft if sft.is_dir() else root / "outputs" / "dpo"
+
+
+def best(top: Path, phase: str, prefix: str = "") -> str:
+    """The root name of the lever with the best held-out CoT accuracy among ``phase``'s rows so far (ties: the
+    first), its root starting with ``prefix``: the rule that picks what is published, never validation."""
+    rows = [json.loads(line) for line in (top / f"recipe-{phase}-rows.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r.get("root", "").startswith(prefix) and "cot_acc" in r and r["seconds"] >= 0]
+    return max(rows, key=lambda r: r["cot_acc"])["root"]
+
+
+def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
+    """DPO levers from one lever's adapter (an SFT lever, or a DPO lever's root for another on-policy round);
+    the samples are drawn once (first) and shared, the pairs built per lever when it sets its own."""
+    adapter = adapter_of(top / start)
+    settings = json.loads((adapter / "settings.json").read_text())
+    shared = {k: settings[k] for k in ("quantize", "answer_format") if k in settings}
+    pairs_root = top / f"{start}-pairs"
+    shutil.copytree(adapter, pairs_root / "outputs" / "sft", dirs_exist_ok=True)
     if not (pairs_root / "data" / "dpo_pairs.jsonl").is_file():
         subprocess.run(cli("pairs", pairs_root, {**PAIRS, **shared}), check=True)
     jobs = {}
     for name in levers:
-        root = top / f"{sft}-{name}"
+        root = top / f"{start}-{name}"
         shutil.copytree(pairs_root, root, dirs_exist_ok=True)
-        dpo = {**FAST, "quantize": shared.get("quantize"), "variant": "dpo", **DPO_LEVERS[name]}
+        lever = dict(DPO_LEVERS[name])
+        own_pairs = lever.pop(PAIRS_KEY, None)
+        dpo = {**FAST, "quantize": shared.get("quantize"), "variant": "dpo", **lever}
         steps: list[Step] = [
             cli("dpo", root, dpo),
             cli("eval", root, {**EVAL, "quantize": shared.get("quantize"), "variants": "dpo"}),
         ]
+        if own_pairs:  # the same samples (their provenance matches), other pairs
+            steps.insert(0, cli("pairs", root, {**PAIRS, **shared, **own_pairs}))
         jobs[name] = Job(root, "dpo", steps)
     return jobs
 
 
-def publish(top: Path, sft: str, dpo: str, logs: Path, out: Path) -> None:
-    """Base, the chosen SFT and DPO adapters on all of validation in every mode (unquantized: a 4-bit copy of a
-    135M base dequantized from a 4-bit GGUF cannot generate); records, tables and settings go to ``$OUT``."""
-    root = top / "publish"
-    shutil.copytree(top / sft / "outputs" / "sft", root / "outputs" / "sft", dirs_exist_ok=True)
-    shutil.copytree(top / f"{sft}-{dpo}" / "outputs" / "dpo", root / "outputs" / "dpo", dirs_exist_ok=True)
-    base = {"split": "validation", "batch_size": 256, "quantize": False, "variants": "base,sft,dpo"}
-    seconds = run_job("publish", [cli("eval", root, {**base, "modes": m}) for m in PUBLISH_MODES], logs)
+def publish(top: Path, sft: str, dpo: str, variants: list[str], logs: Path, out: Path, parallel: int) -> None:
+    """The chosen SFT and DPO adapters (and the base, if asked) on all of validation in every mode, unquantized
+    (a 4-bit copy of a 135M base dequantized from a 4-bit GGUF cannot generate), one process per variant;
+    records, settings and pairs go to ``$OUT``."""
+    adapters = {"sft": adapter_of(top / sft), "dpo": top / dpo / "outputs" / "dpo"}
+    base = {"split": "validation", "batch_size": 256, "quantize": False}
+
+    def one(variant: str) -> float:
+        root = top / f"publish-{variant}"
+        for name in ("sft", variant) if variant != "base" else ():
+            shutil.copytree(adapters[name], root / "outputs" / name, dirs_exist_ok=True)
+        commands: list[Step] = [cli("eval", root, {**base, "variants": variant, "modes": m}) for m in PUBLISH_MODES]
+        return run_job(f"publish-{variant}", commands, logs)
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        seconds = dict(zip(variants, pool.map(one, variants)))
     for variant in ("sft", "dpo"):
         for name in ("settings.json", "metrics.json", "train_summary.json", "provenance.json"):
-            source = root / "outputs" / variant / name
+            source = adapters[variant] / name
             if source.is_file():
                 (out / variant).mkdir(parents=True, exist_ok=True)
                 shutil.copy(source, out / variant / name)
-    pairs = top / f"{sft}-pairs" / "data"
-    subprocess.run(["tar", "czf", str(out / "pairs.tgz"), "-C", str(pairs.parent), "data"], check=False)
-    subprocess.run(["tar", "czf", str(out / "eval.tgz"), "-C", str(root), "eval"], check=False)
-    print(f"publish: {seconds:.0f} s")
+    subprocess.run(["tar", "czf", str(out / "pairs.tgz"), "-C", str(top / dpo), "data"], check=False)
+    roots = [f"publish-{v}/eval" for v in variants]
+    subprocess.run(["tar", "czf", str(out / "eval.tgz"), "-C", str(top), *roots], check=False)
+    (out / "publish.json").write_text(json.dumps({"sft": sft, "dpo": dpo, "seconds": seconds}) + "\n")
+    print(f"publish {sft} and {dpo}: {seconds}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("phase", choices=("sft", "dpo", "publish"))
     parser.add_argument("levers", nargs="*")
-    parser.add_argument("--sft", help="dpo and publish: the SFT lever whose adapter DPO starts from")
-    parser.add_argument("--dpo", help="publish: the DPO lever")
+    parser.add_argument(
+        "--sft", help="dpo: the lever (SFT, or a DPO lever's root for another round) DPO starts from; publish: the SFT"
+    )
+    parser.add_argument("--dpo", help="publish: the DPO lever's root (e.g. L2-D0), or 'best' (by held-out CoT)")
+    parser.add_argument("--variants", default="sft,dpo", help="publish: variants evaluated (base,sft,dpo)")
     parser.add_argument("--base", action="store_true", help="also evaluate the base model on the slice")
     parser.add_argument("--smoke", action="store_true", help="tiny runs on CPU: checks the script, measures nothing")
     parser.add_argument("--parallel", type=int, default=3, help="levers at once (8 at once ran each ~5x slower)")
@@ -242,8 +281,13 @@ def main() -> None:
     logs = top / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     if args.phase == "publish":
-        publish(top, args.sft, args.dpo, logs, out)
+        dpo = best(top, "dpo") if args.dpo == "best" else args.dpo
+        publish(top, args.sft, dpo, args.variants.split(","), logs, out, args.parallel)
         return
+    if args.sft and args.sft.startswith("best"):  # "best" or "best:L2": the best DPO lever so far, for a round
+        args.sft = best(top, "dpo", args.sft.partition(":")[2])
+    if args.levers == ["same"]:  # another round with the settings of the lever it starts from
+        args.levers = [args.sft.rsplit("-", 1)[-1]]
     jobs: dict[str, Job] = {}
     if args.base:
         jobs["base"] = Job(
@@ -257,8 +301,9 @@ def main() -> None:
         seconds = run_job(name, job.steps, logs)
         rows = [holdout_row(name, job.root, job.variant, seconds)]
         rows += [holdout_row(n, r, job.variant, seconds) for n, r in job.extra.items()]
-        with open(rows_file, "a") as f:  # as soon as a lever is done: a later timeout loses nothing
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        for path in (rows_file, top / rows_file.name):  # as soon as a lever is done: a later timeout loses nothing
+            with open(path, "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
         return rows
 
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
