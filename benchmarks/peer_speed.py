@@ -7,8 +7,9 @@
 
 Same model, data, effective batch and LoRA shape for every side: a random Llama-3.2-1B-shaped model
 (`train_speed.LLAMA_32_1B`) loaded 4-bit NF4, real ECQA records in the project's prompt format, SFT
-16 sequences per step (one micro-batch, grouped by length), DPO 8 pairs per step, LoRA r16 / alpha
-32 on q/k/v/o, paged AdamW 8-bit, the project's learning rates. Each side runs in its own process
+16 sequences per step (one micro-batch, grouped by length), DPO 8 pairs per step, the project's default
+LoRA shape (`SFTSettings`: r64 / alpha 128 on all linear layers since session 12), paged AdamW 8-bit,
+the project's learning rates. Each side runs in its own process
 (Unsloth and Liger patch transformers globally), one configuration after another on a fresh model:
 
 * ``project``: `helpers.training.train_sft` / `train_dpo` at the defaults (`helpers.settings`),
@@ -52,6 +53,14 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; he
 SIDES = ("project", "padding-free", "liger", "unsloth")
 LEVER_STAGES = {"padding-free": ("sft",)}  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
+ALL_LINEAR = [*QKVO, "gate_proj", "up_proj", "down_proj"]  # PEFT's "all-linear" on a Llama, spelled out for Unsloth
+
+
+def _lora_shape():  # noqa: ANN202
+    """The project's default LoRA shape (`SFTSettings`), which every side trains."""
+    from helpers.settings import SFTSettings
+
+    return SFTSettings()
 
 
 def _save(args, side: str, rows: list[dict]) -> None:
@@ -133,6 +142,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
 
     import train_speed as ts
 
+    LORA = _lora_shape()
     rows = []
     for stage in args.stages:
         for precision in args.precision:
@@ -145,10 +155,10 @@ def unsloth_worker(args, info: dict) -> list[dict]:
             tok.eos_token, tok.pad_token = info["eos"], info["pad"]  # as helpers.models.load_tokenizer sets them
             model = FastLanguageModel.get_peft_model(
                 model,
-                r=16,
-                lora_alpha=32,
+                r=LORA.lora_r,
+                lora_alpha=LORA.lora_alpha,
                 lora_dropout=0.0,
-                target_modules=QKVO,
+                target_modules=QKVO if LORA.target_modules == "qkvo" else ALL_LINEAR,
                 bias="none",
                 use_gradient_checkpointing="unsloth",
                 random_state=0,
