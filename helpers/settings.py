@@ -299,6 +299,7 @@ class PairSettings(Settings, UsesSFTAdapter):
     LESSON: ClassVar[tuple[str, ...]] = (
         "strategy",
         "samples_per_question",
+        "pairs_per_question",
         "temperature",
         "when_all_agree",
         "max_new_tokens",

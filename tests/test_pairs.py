@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections import Counter
 
 import pytest
 
@@ -308,6 +309,21 @@ def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypat
         assert len(pairs) == 6 and not report.dropped
     assert P.samples_path(settings).is_file()
     assert "on-policy" in str(report) and "mixed 2" in str(report)
+
+
+def test_build_pairs_on_policy_several_pairs_per_question(tok, records, tmp_path, monkeypatch):
+    """4 samples, 2 right and 2 wrong: pairs_per_question 3 gives 2 pairs (max(2, 2)), 1 gives 1."""
+    recs = records[:3]
+    wrong = lambda r, i: [x for x in LETTERS if x != r["answer"]][i]  # noqa: E731
+    answers = {r["question"]: [r["answer"], wrong(r, 0), r["answer"], wrong(r, 1)] for r in recs}
+    monkeypatch.setattr("helpers.generation.generate_all", FakeGenerate(answers))
+    fake_adapter(tmp_path)
+    base = PairSettings(root=str(tmp_path), strategy="on_policy", samples_per_question=4, max_length=1024)
+    for per_question, expected in ((1, 3), (3, 6)):
+        pairs, report = P.build_pairs(base.replace(pairs_per_question=per_question), tok, recs, model=object())
+        assert len(pairs) == report.kept == report.kinds["on-policy"] == expected
+        assert max(Counter(p["id"] for p in pairs).values()) == expected // 3
+        assert len({(p["chosen"], p["rejected"]) for p in pairs}) == expected
 
 
 def test_build_pairs_drops_and_counts_bad_pairs(tok, records):
