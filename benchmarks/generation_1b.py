@@ -6,7 +6,8 @@
     python benchmarks/generation_1b.py --tiny   # CPU smoke run, toy model
 
 The model is a random Llama-3.2-1B-shaped `LlamaConfig` (`train_speed.LLAMA_32_1B`) with a LoRA
-adapter r16 on q/k/v/o (PEFT's initialisation: B = 0, so it changes no output but costs its compute),
+adapter of the default shape (`SFTSettings`; PEFT's initialisation: B = 0, so it changes no output but costs
+its compute),
 loaded as the project loads an SFT adapter for sampling and evaluation (`helpers.models.load_adapter_model`):
 ``4bit`` is the default (NF4 base, LoRA beside it), ``merged`` is ``quantize=False`` (bf16/fp16 base with
 the adapter merged in). Two stages at the project's settings (`PairSettings`, `EvalSettings`):
@@ -14,6 +15,9 @@ the adapter merged in). Two stages at the project's settings (`PairSettings`, `E
 * ``sampling``: on-policy pairs, k=8 samples per question (k=4 before the recipe) at T=0.9, 160 new tokens,
   32 sequences per batch;
 * ``cot-eval``: greedy chain-of-thought evaluation, 192 new tokens, 32 questions per batch.
+
+``--batches 32 128 256`` measures each stage at those sequences per batch instead of its default (a lever that
+changes no sample's distribution, only how many are decoded together).
 
 Two paths on the same prompts and model object: ``project`` is `helpers.generation.generate_all`
 (length-sorted batches, its GPU options: static cache without compile); ``plain`` is ``model.generate``
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import itertools
 import json
 import sys
 import time
@@ -127,6 +132,7 @@ def main() -> None:
     parser.add_argument("--sampling-questions", type=int, default=16, help="questions for sampling (x k sequences)")
     parser.add_argument("--eval-questions", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=0, help="override both stages' counts (0: the defaults)")
+    parser.add_argument("--batches", type=int, nargs="*", default=[], help="sequences per batch, else the default")
     parser.add_argument("--data", default="../shared/data/ecqa")
     parser.add_argument("--tokenizer", default="smollm2-135m", help="stand-in tokenizer: preset or folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gen1b"))
@@ -159,11 +165,13 @@ def main() -> None:
                 project(model, tok, texts[:4], 1, 0.0, 4, 4)  # warm-up (kernels, cuBLAS handles)
                 plain(model, tok, texts[:4], 1, 0.0, 4, 4)
                 for stage in args.stages:
-                    k, temperature, new, batch = STAGES[stage]
+                    k, temperature, new, default_batch = STAGES[stage]
                     new = args.max_new_tokens or new
                     n = args.sampling_questions if stage == "sampling" else args.eval_questions
-                    for name in args.paths:
+                    for batch, name in itertools.product(args.batches or [default_batch], args.paths):
                         fn = project if name == "project" else plain
+                        if torch.cuda.is_available():
+                            torch.cuda.reset_peak_memory_stats()
                         _sync()
                         start = time.perf_counter()
                         tokens = fn(model, tok, texts[:n], k, temperature, new, batch)

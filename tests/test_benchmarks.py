@@ -157,3 +157,17 @@ def test_generation_1b_forces_full_length_on_both_paths(tmp_path, ecqa_dir):
         assert r["samples"] == r["questions"] * r["k"] and r["k"] == k
         assert r["new_tokens"] == r["samples"] * 4  # random weights: every row forced to max_new_tokens
         assert r["model_size"] == "toy" and r["card"] == "cpu"
+
+
+def test_generation_1b_sweeps_sequences_per_batch(tmp_path, ecqa_dir):
+    run(
+        "generation_1b.py",
+        "--tiny",
+        *("--precision", "bf16", "--models", "merged", "--stages", "sampling", "--paths", "project"),
+        *("--sampling-questions", "2", "--max-new-tokens", "3", "--batches", "8", "16"),
+        *("--tokenizer", "smollm2-135m", "--data", str(ecqa_dir)),
+        *("--work", str(tmp_path / "w"), "--out", str(tmp_path)),
+    )
+    rows = json.loads(next(tmp_path.glob("*-cpu-generation-1b.json")).read_text())
+    assert [r["sequences_per_batch"] for r in rows] == [8, 16]
+    assert all(r["new_tokens"] == r["samples"] * 3 for r in rows)
