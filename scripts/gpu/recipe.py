@@ -301,7 +301,7 @@ def main() -> None:
         seconds = run_job(name, job.steps, logs)
         rows = [holdout_row(name, job.root, job.variant, seconds)]
         rows += [holdout_row(n, r, job.variant, seconds) for n, r in job.extra.items()]
-        for path in (rows_file, top / rows_file.name):  # as soon as a lever is done: a later timeout loses nothing
+        for path in {rows_file.resolve(), (top / rows_file.name).resolve()}:  # at once: a later timeout loses nothing
             with open(path, "a") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)
         return rows
