@@ -302,12 +302,12 @@ def build_pairs(
     pairs = []
     for rec in records:
         rng = _rng(settings.seed, rec["id"])
-        candidates: list[dict | None]
+        candidates: Sequence[dict | None]
         if settings.strategy == "offline":
             candidates = [offline_pair(tok, rec, rng, settings.answer_format)]
         else:
             report.outcomes[sample_outcome(rec, samples[rec["id"]])] += 1
-            candidates = list(on_policy_pairs(tok, rec, samples[rec["id"]], rng, settings.pairs_per_question))
+            candidates = on_policy_pairs(tok, rec, samples[rec["id"]], rng, settings.pairs_per_question)
             if not candidates and settings.when_all_agree == "skip":
                 report.drop("all samples agree (when_all_agree='skip')", rec["id"])
                 continue
