@@ -56,13 +56,6 @@ QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 ALL_LINEAR = [*QKVO, "gate_proj", "up_proj", "down_proj"]  # PEFT's "all-linear" on a Llama, spelled out for Unsloth
 
 
-def _lora_shape():  # noqa: ANN202
-    """The project's default LoRA shape (`SFTSettings`), which every side trains."""
-    from helpers.settings import SFTSettings
-
-    return SFTSettings()
-
-
 def _save(args, side: str, rows: list[dict]) -> None:
     """A worker's rows so far (a side cut off by its time limit keeps them)."""
     print(json.dumps(rows[-1]), flush=True)
@@ -142,7 +135,9 @@ def unsloth_worker(args, info: dict) -> list[dict]:
 
     import train_speed as ts
 
-    LORA = _lora_shape()
+    from helpers.settings import SFTSettings
+
+    LORA = SFTSettings()  # the project's default LoRA shape, which every side trains
     rows = []
     for stage in args.stages:
         for precision in args.precision:

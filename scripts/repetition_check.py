@@ -46,11 +46,11 @@ def main() -> None:
         for r in records:
             prompt = [] if args.answer_only else tok(r["prompt"], add_special_tokens=False)["input_ids"]
             encoded.append((r, prompt + tok(r["output"], add_special_tokens=False)["input_ids"], len(prompt)))
+        total_parsed = sum(bool(r["parsed"]) for r in records)
         for n in args.n:
             hit = [(r, first_repeat(ids, start, n) is not None) for r, ids, start in encoded]
             parsed = [r for r, h in hit if h and r["parsed"]]
             failures = [r for r, h in hit if h and not r["parsed"]]
-            total_parsed = sum(bool(r["parsed"]) for r in records)
             print(
                 f"{variant:7} {n:2}  {len(parsed):4} of {total_parsed} ({sum(r['correct'] for r in parsed)})"
                 f"  {len(failures)} of {len(records) - total_parsed}"

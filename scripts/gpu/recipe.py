@@ -240,7 +240,7 @@ def publish(top: Path, sft: str, dpo: str, variants: list[str], logs: Path, out:
 
     def one(variant: str) -> float:
         root = top / f"publish-{variant}"
-        for name in ("sft", variant) if variant != "base" else ():
+        for name in () if variant == "base" else dict.fromkeys(("sft", variant)):  # sft once for "sft"
             shutil.copytree(adapters[name], root / "outputs" / name, dirs_exist_ok=True)
         commands: list[Step] = [cli("eval", root, {**base, "variants": variant, "modes": m}) for m in PUBLISH_MODES]
         return run_job(f"publish-{variant}", commands, logs)
