@@ -100,6 +100,17 @@ def extract_answer(text: str | None, letters: Sequence[str] = LETTERS) -> str | 
     return letter if letter in valid else None
 
 
+def rationale(text: str | None) -> str | None:
+    """The explanation before a generation's ``Answer:`` line when that line is its one anchor and its last
+    line; None otherwise (no anchor, several, text after it, nothing before it). What a rejection-sampling
+    (STaR) round keeps of the model's own correct answers to train on."""
+    lines = [line for line in _SPECIAL.sub(" ", text or "").splitlines() if line.strip()]
+    anchored = [i for i, line in enumerate(lines) if _ANCHOR.match(line)]
+    if len(lines) < 2 or anchored != [len(lines) - 1]:
+        return None
+    return "\n".join(lines[:-1]).strip()
+
+
 def format_answer_line(letter: str, text: str | None = None) -> str:
     """The final line of a target/generation: ``Answer: C``, or ``Answer: C. ocean`` when the choice's text is
     given (small models bind a bare letter poorly; `extract_answer` reads both)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.answers import LETTERS, extract_answer, format_answer_line
+from helpers.answers import LETTERS, extract_answer, format_answer_line, rationale
 
 EXPL = "Explanation: Oceans are large bodies of salt water, so fish live there.\n"
 
@@ -150,3 +150,19 @@ def test_import_has_no_side_effects() -> None:
     import helpers.answers as mod
 
     assert importlib.reload(mod).LETTERS == LETTERS
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Oceans hold salt water.\nAnswer: C", "Oceans hold salt water."),
+        ("Line one.\n\nLine two.\nAnswer: B<|im_end|>", "Line one.\nLine two."),
+        ("Oceans hold salt water.\nAnswer: C\nAnswer: C", None),  # a loop: two anchors
+        ("Oceans hold salt water.\nAnswer: C\nBecause fish.", None),  # text after the answer line
+        ("Answer: C", None),  # nothing to learn from
+        ("Oceans hold salt water, so C.", None),  # no anchor
+        (None, None),
+    ],
+)
+def test_rationale_keeps_only_a_clean_explanation(text: str | None, expected: str | None) -> None:
+    assert rationale(text) == expected

@@ -45,7 +45,7 @@ def test_dpo_levers_and_publish_are_valid_settings(tmp_path, monkeypatch):
     (tmp_path / "L2-pairs" / "data" / "dpo_pairs.jsonl").write_text("")  # sampled already: nothing runs
     jobs = recipe.dpo_jobs(tmp_path, "L2", sorted(recipe.DPO_LEVERS))
     for name, job in jobs.items():
-        *own_pairs, dpo, ev = (parsed(s) for s in job.steps)
+        *own_pairs, dpo, ev = (parsed(s) for s in job.steps if isinstance(s, list))
         assert dpo.variant == ev.variants[0] == "dpo" and dpo.quantize is False
         lever = dict(recipe.DPO_LEVERS[name])
         for field, value in lever.pop(recipe.PAIRS_KEY, {}).items():
@@ -77,3 +77,49 @@ def test_another_round_starts_from_a_dpo_lever_and_best_reads_held_out_rows(tmp_
     (tmp_path / "recipe-dpo-rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert recipe.best(tmp_path, "dpo") == "L3-D6"
     assert recipe.best(tmp_path, "dpo", "L2") == "L2-D6"
+
+
+def test_star_levers_and_d9_take_the_samples_of_every_question(tmp_path):
+    sft_dir = tmp_path / "L2" / "outputs" / "sft"
+    sft_dir.mkdir(parents=True)
+    (sft_dir / "settings.json").write_text('{"quantize": false, "answer_format": "letter"}')
+    for name in ("L2-star", "L2-pairs"):  # sampled already: nothing runs
+        (tmp_path / name / "data").mkdir(parents=True)
+        (tmp_path / name / "data" / "dpo_pairs.jsonl").write_text("")
+    for name, job in recipe.star_jobs(tmp_path, "L2", sorted(recipe.STAR_LEVERS)).items():
+        build, sft, ev = job.steps
+        sft, ev = parsed(sft), parsed(ev)
+        assert sft.data_source == ev.data_source == str(job.root / "ecqa") and ev.split == "holdout"
+        for field, value in {**recipe.FAST, **recipe.STAR_LEVERS[name]}.items():
+            assert getattr(sft, field) == value, (name, field)
+    copy, *_ = recipe.dpo_jobs(tmp_path, "L2", ["D9"])["D9"].steps  # D9's pairs start from the star samples
+    (tmp_path / "L2-star" / "data" / "dpo_pairs_samples.jsonl").write_text("{}\n")
+    copy()
+    assert (tmp_path / "L2-D9" / "data" / "dpo_pairs_samples.jsonl").read_text() == "{}\n"
+
+
+def test_star_data_swaps_in_own_correct_explanations_and_keeps_the_held_out_slice(tmp_path, ecqa_dir, ecqa_loaded):
+    from helpers.data import load_ecqa
+    from helpers.jsonl import write_jsonl_atomic
+
+    train = ecqa_loaded[0]["train"]
+    right, wrong = train[0], train[1]
+    other = next(x for x in "ABCDE" if x != wrong["answer"])
+    samples = tmp_path / "samples.jsonl"
+    write_jsonl_atomic(
+        samples,
+        [
+            {
+                "id": right["id"],
+                "samples": [f"My own words.\nAnswer: {right['answer']}", "Loop\nAnswer: A\nAnswer: A"],
+            },
+            {"id": wrong["id"], "samples": [f"Wrong words.\nAnswer: {other}"]},
+        ],
+    )
+    counts = recipe.star_data(samples, ecqa_dir, tmp_path / "ecqa", seed=42)
+    assert counts["own_explanations"] == 1
+    before = load_ecqa(ecqa_dir, holdout_size=500, seed=42)
+    after = load_ecqa(tmp_path / "ecqa", holdout_size=500, seed=42)
+    assert after["holdout"]["id"] == before["holdout"]["id"] and after["train"].num_rows == before["train"].num_rows
+    explained = dict(zip(after["train"]["id"], after["train"]["explanation"]))
+    assert explained[right["id"]] == "My own words." and explained[wrong["id"]] == wrong["explanation"]

@@ -27,9 +27,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 BASE = {"model": "smollm2-135m", "holdout_size": 500, "seed": 42}
+DATA = os.environ.get("ECQA_DATA", "../shared/data/ecqa")  # the ECQA folder (scripts/gpu/setup.sh sets it)
 FAST = {"gradient_checkpointing": False, "save_steps": 200}  # speed only: the same optimisation
 ALL64 = {"target_modules": "all-linear", "lora_r": 64, "lora_alpha": 128}
 PAIRS_KEY = "pairs"  # in a DPO lever: pair settings of its own, built from the shared samples
@@ -44,6 +46,8 @@ SFT_LEVERS: dict[str, dict] = {  # one lever changed at a time against L0 (bf16 
     "L5": {"quantize": False, **ALL64, "learning_rate": 5e-4},
     "L6": {"quantize": False, **ALL64, "num_train_epochs": 2.0, "answer_format": "letter+text"},
 }
+# Every train question sampled (4 each): what a STaR round and DPO on pairs from all questions start from.
+STAR_SAMPLES = {"train_sample_size": None, "samples_per_question": 4, "batch_size": 4096}
 DPO_LEVERS: dict[str, dict] = {  # from the chosen SFT lever's adapter, on-policy pairs sampled from it (variant "dpo")
     "D0": {"learning_rate": 5e-6, "beta": 0.1},
     "D1": {"learning_rate": 5e-6, "beta": 0.1, "nll_weight": 1.0},
@@ -56,6 +60,13 @@ DPO_LEVERS: dict[str, dict] = {  # from the chosen SFT lever's adapter, on-polic
     "D6": {"learning_rate": 5e-5, "beta": 0.1, PAIRS_KEY: {"pairs_per_question": 4}},
     "D7": {"learning_rate": 5e-5, "beta": 0.1, "nll_weight": 0.2, PAIRS_KEY: {"pairs_per_question": 4}},
     "D8": {"learning_rate": 2e-4, "beta": 0.1, PAIRS_KEY: {"pairs_per_question": 4}},
+    # Session 14: D7 on pairs from every train question (the STaR samples, 4 each; one pair per question).
+    "D9": {
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "nll_weight": 0.2,
+        PAIRS_KEY: {**STAR_SAMPLES, "pairs_per_question": 1},
+    },
 }
 PAIRS = {
     "strategy": "on_policy",
@@ -65,6 +76,11 @@ PAIRS = {
     "batch_size": 2048,  # 256 questions x 8: decoding a 135M model is bound by launches, not memory
     "max_new_tokens": 160,
     "train_sample_size": 1000,  # 8,000 samples: a few minutes on one GPU
+}
+STAR_LEVERS: dict[str, dict] = {  # SFT from the base again, on data whose explanations come from the samples
+    # S1 (STaR, session 14): L2's settings; where the start model got a question right, one of its own correct
+    # explanations replaces ECQA's (seeded choice), elsewhere ECQA's stays (same questions, same held-out slice).
+    "S1": {"quantize": False, **ALL64},
 }
 EVAL = {"split": "holdout", "modes": "cot,cloze", "batch_size": 256}
 PUBLISH_MODES = ("cot,cloze,letter,letter-cyclic", "cot@k")  # two evaluations: cot@k (8 samples each) last
@@ -80,7 +96,7 @@ SMOKE = {  # --smoke: the same commands, tiny, on CPU (checks the script itself)
 
 def cli(step: str, root: Path, values: dict) -> list[str]:
     """``python -m helpers STEP --field value ...`` under ``root``."""
-    merged = {**BASE, "data_source": os.environ.get("ECQA_DATA", "../shared/data/ecqa"), "root": str(root), **values}
+    merged = {**BASE, "data_source": DATA, "root": str(root), **values}
     if os.environ.get("RECIPE_SMOKE"):
         merged.update(SMOKE[step], quantize=None if merged.get("quantize") else merged.get("quantize"))
     args = [sys.executable, "-m", "helpers", step]
@@ -204,16 +220,23 @@ def best(top: Path, phase: str, prefix: str = "") -> str:
     return max(rows, key=lambda r: r["cot_acc"])["root"]
 
 
-def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
-    """DPO levers from one lever's adapter (an SFT lever, or a DPO lever's root for another on-policy round);
-    the samples are drawn once (first) and shared, the pairs built per lever when it sets its own."""
+def sampled(top: Path, start: str, name: str, sampling: dict) -> tuple[Path, dict]:
+    """Samples (and pairs) from ``start``'s adapter under ``<start>-<name>``, drawn once; returns that root and
+    the settings every later step shares with the start (quantize, answer_format)."""
     adapter = adapter_of(top / start)
     settings = json.loads((adapter / "settings.json").read_text())
     shared = {k: settings[k] for k in ("quantize", "answer_format") if k in settings}
-    pairs_root = top / f"{start}-pairs"
-    shutil.copytree(adapter, pairs_root / "outputs" / "sft", dirs_exist_ok=True)
-    if not (pairs_root / "data" / "dpo_pairs.jsonl").is_file():
-        subprocess.run(cli("pairs", pairs_root, {**PAIRS, **shared}), check=True)
+    root = top / f"{start}-{name}"
+    shutil.copytree(adapter, root / "outputs" / "sft", dirs_exist_ok=True)
+    if not (root / "data" / "dpo_pairs.jsonl").is_file():
+        subprocess.run(cli("pairs", root, {**PAIRS, **shared, **sampling}), check=True)
+    return root, shared
+
+
+def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
+    """DPO levers from one lever's adapter (an SFT lever, or a DPO lever's root for another on-policy round);
+    the samples are drawn once (first) and shared, the pairs built per lever when it sets its own."""
+    pairs_root, shared = sampled(top, start, "pairs", {})
     jobs = {}
     for name in levers:
         root = top / f"{start}-{name}"
@@ -227,7 +250,67 @@ def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
         ]
         if own_pairs:  # the same samples (their provenance matches), other pairs
             steps.insert(0, cli("pairs", root, {**PAIRS, **shared, **own_pairs}))
+            if own_pairs.get("samples_per_question") == STAR_SAMPLES["samples_per_question"]:
+                steps.insert(0, partial(copy_star_samples, top / f"{start}-star", root))
         jobs[name] = Job(root, "dpo", steps)
+    return jobs
+
+
+def copy_star_samples(star: Path, root: Path) -> None:
+    """Every train question's samples (`sampled` with `STAR_SAMPLES`), drawn once, into a lever's root."""
+    if (star / "data").is_dir():
+        shutil.copytree(star / "data", root / "data", dirs_exist_ok=True)
+
+
+def star_data(samples: Path, source: Path, out: Path, seed: int) -> dict:
+    """A data folder like ``source`` whose explanations are, for each question the model got right, one of its
+    own correct explanations (`answers.rationale`: a clean explanation then one final answer line; seeded
+    choice), ECQA's elsewhere. Same questions and ids, so the same held-out slice. Returns counts."""
+    import gzip
+    import random
+
+    from helpers.answers import extract_answer, rationale
+    from helpers.data import load_ecqa
+    from helpers.jsonl import read_jsonl
+
+    gold = dict(zip(*(load_ecqa(source)["train"][k] for k in ("id", "answer"))))
+    own: dict[str, str] = {}
+    rows = read_jsonl(samples)
+    for row in rows:
+        good = [r for t in row["samples"] if extract_answer(t) == gold.get(row["id"]) and (r := rationale(t))]
+        if good:
+            own[row["id"]] = random.Random(f"{seed}-{row['id']}").choice(good)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in source.iterdir():
+        if f.name != "ecqa_explanations.jsonl.gz":
+            shutil.copy(f, out / f.name)
+    with (
+        gzip.open(source / "ecqa_explanations.jsonl.gz", "rt") as src,
+        gzip.open(out / "ecqa_explanations.jsonl.gz", "wt") as dst,
+    ):
+        for line in src:
+            row = json.loads(line)
+            dst.write(json.dumps({**row, "explanation": own.get(row.get("id"), row.get("explanation"))}) + "\n")
+    counts = {"questions_sampled": len(rows), "own_explanations": len(own)}
+    (out / "star_counts.json").write_text(json.dumps(counts) + "\n")
+    return counts
+
+
+def star_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
+    """STaR levers: SFT from the base again on data whose explanations are ``start``'s own correct ones."""
+    star, _ = sampled(top, start, "star", STAR_SAMPLES)
+    samples = star / "data" / "dpo_pairs_samples.jsonl"
+    jobs = {}
+    for name in levers:
+        root = top / f"{start}-{name}"
+        folder = {"data_source": str(root / "ecqa")}
+        lever = {**FAST, **STAR_LEVERS[name], **folder}
+        steps: list[Step] = [
+            partial(star_data, samples, Path(DATA), root / "ecqa", BASE["seed"]),
+            cli("sft", root, lever),
+            cli("eval", root, {**EVAL, "quantize": lever.get("quantize"), "variants": "sft", **folder}),
+        ]
+        jobs[name] = Job(root, "sft", steps)
     return jobs
 
 
@@ -262,7 +345,7 @@ def publish(top: Path, sft: str, dpo: str, variants: list[str], logs: Path, out:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=("sft", "dpo", "publish"))
+    parser.add_argument("phase", choices=("sft", "dpo", "star", "publish"))
     parser.add_argument("levers", nargs="*")
     parser.add_argument(
         "--sft", help="dpo: the lever (SFT, or a DPO lever's root for another round) DPO starts from; publish: the SFT"
@@ -293,7 +376,12 @@ def main() -> None:
         jobs["base"] = Job(
             top / "base", "base", [cli("eval", top / "base", {**EVAL, "quantize": False, "variants": "base"})]
         )
-    jobs.update(sft_jobs(top, args.levers) if args.phase == "sft" else dpo_jobs(top, args.sft, args.levers))
+    phase_jobs = {
+        "sft": sft_jobs,
+        "dpo": partial(dpo_jobs, start=args.sft),
+        "star": partial(star_jobs, start=args.sft),
+    }
+    jobs.update(phase_jobs[args.phase](top, levers=args.levers))
     rows_file = out / f"recipe-{args.phase}-rows.jsonl"
 
     def run(name: str) -> list[dict]:
@@ -311,7 +399,7 @@ def main() -> None:
     result = {
         "phase": args.phase,
         "sft": args.sft,
-        "levers": {n: SFT_LEVERS.get(n) or DPO_LEVERS.get(n) for n in jobs},
+        "levers": {n: SFT_LEVERS.get(n) or DPO_LEVERS.get(n) or STAR_LEVERS.get(n) for n in jobs},
         "pairs": PAIRS if args.phase == "dpo" else None,
         "device": _device(),
         "rows": rows,
