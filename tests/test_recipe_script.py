@@ -60,14 +60,17 @@ def test_dpo_levers_and_publish_are_valid_settings(tmp_path, monkeypatch):
 
 
 def test_another_round_starts_from_a_dpo_lever_and_best_reads_held_out_rows(tmp_path):
-    dpo_dir = tmp_path / "L2-D6" / "outputs" / "dpo"  # a DPO lever's root: no outputs/sft of its own
-    dpo_dir.mkdir(parents=True)
-    (dpo_dir / "settings.json").write_text('{"quantize": false}')
+    for variant in ("sft", "dpo"):  # a DPO lever's root holds the SFT adapter it started from, and its own
+        (tmp_path / "L2-D6" / "outputs" / variant).mkdir(parents=True)
+        (tmp_path / "L2-D6" / "outputs" / variant / "settings.json").write_text(
+            f'{{"quantize": false, "v": "{variant}"}}'
+        )
     (tmp_path / "L2-D6-pairs" / "data").mkdir(parents=True)
     (tmp_path / "L2-D6-pairs" / "data" / "dpo_pairs.jsonl").write_text("")
     job = recipe.dpo_jobs(tmp_path, "L2-D6", ["D5"])["D5"]
     assert job.root.name == "L2-D6-D5"
-    assert (tmp_path / "L2-D6-pairs" / "outputs" / "sft" / "settings.json").is_file()  # its policy is round 1's
+    policy = json.loads((tmp_path / "L2-D6-pairs" / "outputs" / "sft" / "settings.json").read_text())
+    assert policy["v"] == "dpo"  # round 2 samples from round 1's DPO model and trains from it, not from the SFT
     rows = [
         {"root": "L2-D5", "cot_acc": 31.0, "seconds": 100},
         {"root": "L2-D6", "cot_acc": 33.0, "seconds": 100},

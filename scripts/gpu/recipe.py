@@ -207,9 +207,10 @@ def sft_jobs(top: Path, levers: list[str]) -> dict[str, Job]:
 
 
 def adapter_of(root: Path) -> Path:
-    """A lever's adapter: its SFT adapter, or its DPO adapter for a DPO lever (an iterative round starts there)."""
-    sft = root / "outputs" / "sft"
-    return sft if sft.is_dir() else root / "outputs" / "dpo"
+    """A lever's adapter: its DPO adapter for a DPO lever (an iterative round starts there; its root also holds
+    the SFT adapter it started from), else its SFT adapter."""
+    dpo = root / "outputs" / "dpo"
+    return dpo if dpo.is_dir() else root / "outputs" / "sft"
 
 
 def best(top: Path, phase: str, prefix: str = "") -> str:
