@@ -20,6 +20,10 @@ the project's learning rates. Each side runs in its own process
   for it, and no ECQA sequence comes near 512 tokens). TRL 1.16's DPOTrainer ignores padding_free;
 * ``liger``: the project's SFT and DPO with ``use_liger_kernel=True`` (Liger's RMSNorm, RoPE and
   SwiGLU kernels; TRL 1.16 keeps its own fused LM head instead of Liger's fused cross-entropy);
+* ``gc-half`` / ``gc-offload``: the project's SFT and DPO with transformers 5.17's
+  ``gradient_checkpointing_kwargs`` ``every_n_layers=2`` (recompute every other layer, keep the rest) or
+  ``offload=True`` (checkpointed activations kept in host memory: Unsloth's idea, without Unsloth). Colab's
+  transformers 5.15 has neither, so a win here could not be a notebook default there;
 * ``unsloth``: ``FastLanguageModel`` 4-bit + ``get_peft_model`` (dropout 0, Unsloth's fast-LoRA path
   and its notebooks' setting; the project uses 0.05) with Unsloth's offloaded gradient checkpointing,
   trained by TRL's SFTTrainer / DPOTrainer as Unsloth patches them. Unsloth 2026.10.9 pins
@@ -50,10 +54,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; helpers one folder up
 
-SIDES = ("project", "padding-free", "liger", "unsloth")
+SIDES = ("project", "padding-free", "liger", "gc-half", "gc-offload", "unsloth")
+GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}}  # transformers >= 5.17 only
 LEVER_STAGES = {"padding-free": ("sft",)}  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 ALL_LINEAR = [*QKVO, "gate_proj", "up_proj", "down_proj"]  # PEFT's "all-linear" on a Llama, spelled out for Unsloth
+
+
+def lora_fields(args) -> dict:
+    """`SFTSettings` fields of ``--lora-modules`` (none for the project's default shape)."""
+    return {} if args.lora_modules == "default" else {"target_modules": args.lora_modules}
 
 
 def _save(args, side: str, rows: list[dict]) -> None:
@@ -84,7 +94,7 @@ def prepare(args) -> dict:
         json.dumps([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pair_rows])
     )
     if "dpo" in args.stages:  # the adapter DPO starts from, made as train_speed makes it
-        ts.sft_adapter_for_dpo(args.work, base, records, tok)
+        ts.sft_adapter_for_dpo(args.work, base, records, tok, **lora_fields(args))
     return dict(base=str(base), eos=tok.eos_token, pad=tok.pad_token)
 
 
@@ -95,6 +105,7 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
     from datasets import Dataset
 
     from helpers import data, models, training
+    from helpers.settings import SFTSettings
 
     if side != "project":
         sft_config, dpo_config = training.sft_config, training.dpo_config
@@ -104,10 +115,13 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
                 cfg.padding_free, cfg.max_length = True, None  # TRL refuses max_length without packing
             elif side == "liger":
                 cfg.use_liger_kernel = True
+            else:  # the Trainer reads these two keys itself (5.17; Colab's 5.15 has neither)
+                cfg.gradient_checkpointing_kwargs = {**(cfg.gradient_checkpointing_kwargs or {}), **GC_LEVERS[side]}
             return cfg
 
         training.sft_config = lambda s, eos_token=None: lever(sft_config(s, eos_token=eos_token))
         training.dpo_config = lambda s: lever(dpo_config(s))
+    ts.CONFIGS["sft"]["default"] = {**ts.CONFIGS["sft"]["default"], **lora_fields(args)}
     tok = models.load_tokenizer(args.tokenizer)
     records = data.load_ecqa(args.data, train_sample_size=max(args.steps, args.dpo_steps) * 16, seed=0)["train"]
     pair_ds = Dataset.from_list(json.loads((args.work / "dpo.json").read_text()))
@@ -118,7 +132,7 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
         for precision in args.precision:
             steps = args.steps if stage == "sft" else args.dpo_steps
             row = ts.run_one(stage, "default", precision, Path(info["base"]), args.work, records, pair_ds, steps, tok)
-            row["config"] = side
+            row["config"], row["lora_modules"] = side, SFTSettings(**lora_fields(args)).target_modules
             rows.append(row)
             _save(args, side, rows)
     return rows
@@ -137,7 +151,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
 
     from helpers.settings import SFTSettings
 
-    LORA = SFTSettings()  # the project's default LoRA shape, which every side trains
+    LORA = SFTSettings(**lora_fields(args))  # the project's LoRA shape (default or --lora-modules), on every side
     rows = []
     for stage in args.stages:
         for precision in args.precision:
@@ -210,6 +224,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
             row = dict(
                 stage=stage,
                 config="unsloth",
+                lora_modules=LORA.target_modules,
                 dtype=precision,
                 tokens_per_s=round(tokens / wall, 1),
                 steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1),
@@ -289,6 +304,12 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--tag", default="peers")
+    parser.add_argument(
+        "--lora-modules",
+        default="default",
+        choices=["default", "qkvo", "all-linear"],
+        help="LoRA on these layers on every side (r, alpha: the defaults); qkvo leaves out Unsloth's fused MLP path",
+    )
     parser.add_argument("--tiny", action="store_true", help="toy model on CPU (project-side levers only)")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -156,19 +156,24 @@ def random_llama(folder: Path, tokenizer, shape: dict = LLAMA_32_1B) -> Path:
     return folder
 
 
-def sft_adapter_for_dpo(work: Path, base: Path, records, tokenizer) -> Path:
-    """The SFT adapter DPO starts from: a short SFT (2 steps) of ``base``, made once under ``work``."""
+def sft_adapter_for_dpo(work: Path, base: Path, records, tokenizer, **shape) -> Path:
+    """The SFT adapter DPO starts from: a short SFT (2 steps) of ``base``, made once under ``work`` (again when
+    ``shape``, e.g. ``target_modules``, differs from the one made before)."""
     adapter = work / "outputs" / "sft-adapter"
+    s = SFTSettings(
+        model=str(base),
+        root=str(work / "prep"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        report_to="none",
+        save_steps=10**6,
+        **shape,
+    )
+    made = adapter / "settings.json"
+    if made.is_file() and json.loads(made.read_text()).get("target_modules") != s.target_modules:
+        shutil.rmtree(adapter)
     if not models.has_adapter(adapter):
-        s = SFTSettings(
-            model=str(base),
-            root=str(work / "prep"),
-            max_steps=2,
-            per_device_train_batch_size=4,
-            gradient_accumulation_steps=1,
-            report_to="none",
-            save_steps=10**6,
-        )
         shutil.rmtree(s.output_dir, ignore_errors=True)
         training.train_sft(s, records.select(range(8)), tokenizer=tokenizer)
         shutil.copytree(s.output_dir, adapter, dirs_exist_ok=True)
@@ -238,6 +243,10 @@ def run_one(
         micro_batch=s.per_device_train_batch_size,
         grad_accum=s.gradient_accumulation_steps,
         gradient_checkpointing=s.gradient_checkpointing,
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        checkpointed_layers=sum(  # decoder layers that recompute their forward (transformers' flag on each)
+            bool(getattr(m, "gradient_checkpointing", False)) for m in model.modules() if hasattr(m, "self_attn")
+        ),
         group_by_length=s.group_by_length,
         precompute_ref_log_probs=getattr(s, "precompute_ref_log_probs", None),
         embedding_dtype=str(embed.dtype).replace("torch.", ""),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.settings import PairSettings
+from helpers.settings import PairSettings, SFTSettings
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -101,6 +101,9 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
         "--sides",
         "project",
         "padding-free",
+        "gc-half",
+        "--lora-modules",
+        "qkvo",
         "--stages",
         "sft",
         "--precision",
@@ -117,8 +120,22 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
         str(tmp_path / "res"),
     )
     rows = json.loads(next((tmp_path / "res").glob("*-cpu-peers.json")).read_text())
-    assert [(r["stage"], r["config"]) for r in rows] == [("sft", "project"), ("sft", "padding-free")]
-    project, padding_free = rows
+    assert [(r["stage"], r["config"]) for r in rows] == [
+        ("sft", "project"),
+        ("sft", "padding-free"),
+        ("sft", "gc-half"),
+    ]
+    project, padding_free, gc_half = rows
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import train_speed as ts
+
+    h, kv, r = ts.TINY["hidden_size"], ts.TINY["num_key_value_heads"] * ts.TINY["head_dim"], SFTSettings().lora_r
+    qkvo = ts.TINY["num_hidden_layers"] * r * ((h + h) * 2 + (h + kv) * 2)  # LoRA A and B on q, o (h->h), k, v (h->kv)
+    assert {(x["lora_modules"], x["trainable_params"]) for x in rows} == {("qkvo", qkvo)}  # every side, that shape
+    assert project["checkpointed_layers"] > 1 and gc_half["checkpointed_layers"] == project["checkpointed_layers"] // 2
+    assert gc_half["tokens"] == project["tokens"] and gc_half["first_loss"] == pytest.approx(
+        project["first_loss"], abs=0.01
+    )
     assert project["micro_batch"] == 16 and project["steps"] == 2 and project["tokens"] > 0
     assert padding_free["tokens"] == project["tokens"]  # no pad tokens are counted either way: same data
     assert padding_free["first_loss"] == pytest.approx(project["first_loss"], abs=0.01)  # same loss on the same batch
