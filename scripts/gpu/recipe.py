@@ -3,6 +3,7 @@
     python scripts/gpu/recipe.py sft L0 L1 L2 ...          # SFT levers, each evaluated on the 500 held-out questions
     python scripts/gpu/recipe.py dpo --sft L2 D0 D1 ...     # DPO levers from one SFT lever's adapter (same slice)
     python scripts/gpu/recipe.py dpo --sft best:L2 same     # another on-policy round from the best DPO lever so far
+    python scripts/gpu/recipe.py star --sft L2 S1           # STaR: SFT again on L2's own correct explanations
     python scripts/gpu/recipe.py publish --sft L2 --dpo best  # that SFT and the best DPO (held-out) on validation
 
 Each lever is a set of settings fields on top of `BASE` and runs as the project's own command line
@@ -349,7 +350,9 @@ def main() -> None:
     parser.add_argument("phase", choices=("sft", "dpo", "star", "publish"))
     parser.add_argument("levers", nargs="*")
     parser.add_argument(
-        "--sft", help="dpo: the lever (SFT, or a DPO lever's root for another round) DPO starts from; publish: the SFT"
+        "--sft",
+        help="dpo: the lever (SFT, or a DPO lever's root for another round) DPO starts from; star: the lever that "
+        "samples its own explanations; publish: the SFT",
     )
     parser.add_argument("--dpo", help="publish: the DPO lever's root (e.g. L2-D0), or 'best' (by held-out CoT)")
     parser.add_argument("--variants", default="sft,dpo", help="publish: variants evaluated (base,sft,dpo)")
