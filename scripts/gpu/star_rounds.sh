@@ -5,6 +5,8 @@
 #                                                              # 4x (STaR, D9) and 1,000 questions 8x (D7)
 #   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh 2  # S1 (STaR), D7 and D9 at once
 #   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh 3  # R2: a second on-policy round from D7
+# Stage 2 runs the levers named in STAR (default S1) and DPO (default "D7 D9"); e.g. STAR= DPO=D7 for D7 alone,
+# the shortest way to stage 3.
 # Rows, logs, per-question held-out records and training summaries go to $OUT.
 set -uo pipefail
 export RECIPE_ROOT=/tmp/recipe
@@ -20,8 +22,9 @@ case "$1" in
   wait
   ;;
 2)
-  RECIPE_SECONDS=560 $R star --sft L2 S1 &
-  RECIPE_SECONDS=560 $R dpo --sft L2 --parallel 2 D7 D9 &
+  STAR=${STAR-S1} DPO=${DPO-D7 D9}
+  [ -n "$STAR" ] && RECIPE_SECONDS=560 $R star --sft L2 $STAR &
+  [ -n "$DPO" ] && RECIPE_SECONDS=560 $R dpo --sft L2 --parallel 2 $DPO &
   wait
   ;;
 3) RECIPE_SECONDS=560 $R dpo --sft L2-D7 same ;;
