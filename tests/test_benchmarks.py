@@ -94,7 +94,9 @@ def test_generation_speed_compares_paths_on_the_same_questions(tmp_path, ecqa_di
     assert "one at a time" in out
 
 
-def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on_the_same_tokens(tmp_path, ecqa_dir):
+def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on_the_same_tokens(
+    tmp_path, ecqa_dir, monkeypatch
+):
     out = run(
         "peer_speed.py",
         "--tiny",
@@ -126,7 +128,7 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
         ("sft", "gc-half"),
     ]
     project, padding_free, gc_half = rows
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import train_speed as ts
 
     h, kv, r = ts.TINY["hidden_size"], ts.TINY["num_key_value_heads"] * ts.TINY["head_dim"], SFTSettings().lora_r
