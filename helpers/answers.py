@@ -79,13 +79,18 @@ def _parse_anchored(rest: str) -> str | None:
     return letter
 
 
+def anchor_lines(text: str | None) -> tuple[list[str], list[int]]:
+    """A generation's lines (special tokens blanked) and the indices of those read as an ``Answer:`` anchor."""
+    lines = _SPECIAL.sub(" ", text or "").splitlines()
+    return lines, [i for i, line in enumerate(lines) if _ANCHOR.match(line)]
+
+
 def extract_answer(text: str | None, letters: Sequence[str] = LETTERS) -> str | None:
     """Return the upper-case answer letter a generation commits to, or None (see module doc)."""
     if not text:
         return None
     valid = {str(x).upper() for x in letters}
-    lines = _SPECIAL.sub(" ", text).splitlines()
-    anchored = [i for i, line in enumerate(lines) if _ANCHOR.match(line)]
+    lines, anchored = anchor_lines(text)
     if anchored:
         i = anchored[-1]
         rest = _INLINE_ANCHOR.split(lines[i])[-1].strip(" \t*_")
@@ -104,11 +109,11 @@ def rationale(text: str | None) -> str | None:
     """The explanation before a generation's ``Answer:`` line when that line is its one anchor and its last
     line; None otherwise (no anchor, several, text after it, nothing before it). What a rejection-sampling
     (STaR) round keeps of the model's own correct answers to train on."""
-    lines = [line for line in _SPECIAL.sub(" ", text or "").splitlines() if line.strip()]
-    anchored = [i for i, line in enumerate(lines) if _ANCHOR.match(line)]
-    if len(lines) < 2 or anchored != [len(lines) - 1]:
+    lines, anchored = anchor_lines(text)
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    if len(filled) < 2 or anchored != filled[-1:]:
         return None
-    return "\n".join(lines[:-1]).strip()
+    return "\n".join(lines[i] for i in filled[:-1]).strip()
 
 
 def format_answer_line(letter: str, text: str | None = None) -> str:

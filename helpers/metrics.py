@@ -20,7 +20,7 @@ import pandas as pd
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-from helpers.answers import _ANCHOR, _SPECIAL, LETTERS  # the one parser's anchor, so "dangling" means what it reads
+from helpers.answers import LETTERS, anchor_lines  # the one parser's anchor, so "dangling" means what it reads
 from helpers.eval_modes import MODE_NAMES, MODES, mode_label
 
 FAILURES = ("out_of_tokens", "dangling_anchor", "no_anchor")
@@ -31,7 +31,7 @@ _REQUIRED = ("id", "variant", "mode", "parsed", "correct", "new_tokens")
 # ---------------------------------------------------------------- per-record logic
 def has_anchor(text: str | None) -> bool:
     """Whether a generation has a line the answer parser reads as an ``Answer:`` anchor."""
-    return any(_ANCHOR.match(line) for line in _SPECIAL.sub(" ", text or "").splitlines())
+    return bool(anchor_lines(text)[1])
 
 
 def classify_failure(
