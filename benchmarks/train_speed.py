@@ -156,9 +156,12 @@ def random_llama(folder: Path, tokenizer, shape: dict = LLAMA_32_1B) -> Path:
     return folder
 
 
+LORA_SHAPE = ("target_modules", "lora_r", "lora_alpha")  # SFTSettings fields that make an adapter's shape
+
+
 def sft_adapter_for_dpo(work: Path, base: Path, records, tokenizer, **shape) -> Path:
     """The SFT adapter DPO starts from: a short SFT (2 steps) of ``base``, made once under ``work`` (again when
-    ``shape``, e.g. ``target_modules``, differs from the one made before)."""
+    its shape, `LORA_SHAPE` with ``shape``'s overrides, differs from the one made before)."""
     adapter = work / "outputs" / "sft-adapter"
     s = SFTSettings(
         model=str(base),
@@ -171,7 +174,7 @@ def sft_adapter_for_dpo(work: Path, base: Path, records, tokenizer, **shape) -> 
         **shape,
     )
     made = adapter / "settings.json"
-    if made.is_file() and json.loads(made.read_text()).get("target_modules") != s.target_modules:
+    if made.is_file() and any(json.loads(made.read_text()).get(k) != getattr(s, k) for k in LORA_SHAPE):
         shutil.rmtree(adapter)
     if not models.has_adapter(adapter):
         shutil.rmtree(s.output_dir, ignore_errors=True)

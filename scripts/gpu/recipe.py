@@ -252,7 +252,7 @@ def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
         ]
         if own_pairs:  # the same samples (their provenance matches), other pairs
             steps.insert(0, cli("pairs", root, {**PAIRS, **shared, **own_pairs}))
-            if own_pairs.get("samples_per_question") == STAR_SAMPLES["samples_per_question"]:
+            if STAR_SAMPLES.items() <= own_pairs.items():  # sampled as the star phase samples: reuse them
                 steps.insert(0, partial(copy_star_samples, top / f"{start}-star", root))
         jobs[name] = Job(root, "dpo", steps)
     return jobs
