@@ -162,7 +162,7 @@ def main() -> None:
             s_s, s_tok = one_at_a_time(model, tok, texts, args.max_new_tokens)
             result.update(single_s=round(s_s, 2), single_tokens=s_tok)
             for run in runs.values():
-                run["ratio"] = round(s_s / run["batched_s"], 1)
+                run["ratio"] = round(result["single_s"] / run["batched_s"], 1)  # from the row's own seconds
     result["variants"] = runs
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
