@@ -5,8 +5,9 @@
 #                                                              # 4x (STaR, D9) and 1,000 questions 8x (D7)
 #   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh 2  # S1 (STaR), D7 and D9 at once
 #   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh 3  # R2: a second on-policy round from D7
-# Stage 2 runs the levers named in STAR (default S1) and DPO (default "D7 D9"); e.g. STAR= DPO=D7 for D7 alone,
-# the shortest way to stage 3.
+# Stage 1 samples for the phases named in SAMPLE (default "star pairs"); stage 2 runs the levers named in STAR
+# (default S1) and DPO (default "D7 D9"). The shortest way to stage 3: SAMPLE=pairs for stage 1, STAR= DPO=D7
+# for stage 2.
 # Rows, logs, per-question held-out records and training summaries go to $OUT.
 set -uo pipefail
 export RECIPE_ROOT=/tmp/recipe
@@ -17,8 +18,9 @@ case "$1" in
   RECIPE_SECONDS=560 $R sft L2 &
   sft=$!
   until [ -f $RECIPE_ROOT/L2/outputs/sft/train_summary.json ] || ! kill -0 $sft 2>/dev/null; do sleep 5; done
-  (timeout 330 $R star --sft L2 >"$OUT/star-sampling.log" 2>&1) &  # while L2's held-out evaluation runs
-  (timeout 330 $R dpo --sft L2 >"$OUT/pairs-sampling.log" 2>&1) &
+  SAMPLE=${SAMPLE-star pairs}  # while L2's held-out evaluation runs:
+  [[ " $SAMPLE " == *" star "* ]] && (timeout 330 $R star --sft L2 >"$OUT/star-sampling.log" 2>&1) &
+  [[ " $SAMPLE " == *" pairs "* ]] && (timeout 330 $R dpo --sft L2 >"$OUT/pairs-sampling.log" 2>&1) &
   wait
   ;;
 2)
