@@ -24,6 +24,9 @@ the project's learning rates. Each side runs in its own process
   ``gradient_checkpointing_kwargs`` ``every_n_layers=2`` (recompute every other layer, keep the rest) or
   ``offload=True`` (checkpointed activations kept in host memory: Unsloth's idea, without Unsloth). Colab's
   transformers 5.15 has neither, so a win here could not be a notebook default there;
+* ``fp16-nocast``: the project's SFT and DPO with PEFT's ``disable_input_dtype_casting``: under fp16 the
+  LoRA weights are fp32 (the grad scaler needs them so), and PEFT casts every LoRA layer's fp16 input up to
+  fp32 before autocast casts it back down; with the cast off the input stays fp16 (a no-op under bf16);
 * ``unsloth``: ``FastLanguageModel`` 4-bit + ``get_peft_model`` (dropout 0, Unsloth's fast-LoRA path
   and its notebooks' setting; the project uses 0.05) with Unsloth's offloaded gradient checkpointing,
   trained by TRL's SFTTrainer / DPOTrainer as Unsloth patches them. Unsloth 2026.10.9 pins
@@ -54,7 +57,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; helpers one folder up
 
-SIDES = ("project", "padding-free", "liger", "gc-half", "gc-offload", "unsloth")
+SIDES = ("project", "padding-free", "liger", "gc-half", "gc-offload", "fp16-nocast", "unsloth")
 GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}}  # transformers >= 5.17 only
 LEVER_STAGES = {"padding-free": ("sft",)}  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -115,12 +118,22 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
                 cfg.padding_free, cfg.max_length = True, None  # TRL refuses max_length without packing
             elif side == "liger":
                 cfg.use_liger_kernel = True
-            else:  # the Trainer reads these two keys itself (5.17; Colab's 5.15 has neither)
+            elif side in GC_LEVERS:  # the Trainer reads these two keys itself (5.17; Colab's 5.15 has neither)
                 cfg.gradient_checkpointing_kwargs = {**(cfg.gradient_checkpointing_kwargs or {}), **GC_LEVERS[side]}
             return cfg
 
         training.sft_config = lambda s, eos_token=None: lever(sft_config(s, eos_token=eos_token))
         training.dpo_config = lambda s: lever(dpo_config(s))
+    if side == "fp16-nocast":  # PEFT casts each LoRA layer's input to its fp32 weights; autocast casts it back
+        from peft.helpers import disable_input_dtype_casting
+
+        keep_fp32 = training.keep_adapter_fp32_for_fp16
+
+        def keep_fp32_no_input_cast(trainer):
+            keep_fp32(trainer)
+            disable_input_dtype_casting(trainer.model).__enter__()  # stays off for this process's trainings
+
+        training.keep_adapter_fp32_for_fp16 = keep_fp32_no_input_cast
     ts.CONFIGS["sft"]["default"] = {**ts.CONFIGS["sft"]["default"], **lora_fields(args)}
     tok = models.load_tokenizer(args.tokenizer)
     records = data.load_ecqa(args.data, train_sample_size=max(args.steps, args.dpo_steps) * 16, seed=0)["train"]
