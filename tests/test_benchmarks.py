@@ -114,6 +114,8 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
         "2",
         "--dpo-steps",
         "2",
+        "--warmup-steps",
+        "1",
         "--data",
         str(ecqa_dir),
         "--work",
@@ -122,6 +124,15 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
         str(tmp_path / "res"),
     )
     rows = json.loads(next((tmp_path / "res").glob("*-cpu-peers.json")).read_text())
+    # the first side ran once, untimed, before every timed side; only the timed rows are kept
+    assert "project: warm-up (1 step a row)" in out and out.index("warm-up") < out.index("project: 1 rows")
+    assert sorted(p.name for p in (tmp_path / "w").glob("log-*.txt")) == [
+        "log-gc-half.txt",
+        "log-padding-free.txt",
+        "log-project-warmup.txt",
+        "log-project.txt",
+    ]
+    assert {r["warmup_steps"] for r in rows} == {1}
     assert [(r["stage"], r["config"]) for r in rows] == [
         ("sft", "project"),
         ("sft", "padding-free"),
@@ -141,7 +152,7 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
     assert project["micro_batch"] == 16 and project["steps"] == 2 and project["tokens"] > 0
     assert padding_free["tokens"] == project["tokens"]  # no pad tokens are counted either way: same data
     assert padding_free["first_loss"] == pytest.approx(project["first_loss"], abs=0.01)  # same loss on the same batch
-    assert "x project" in out and "rows written to" in out
+    assert "steady x project" in out and "rows written to" in out
 
 
 def test_generation_1b_forces_full_length_on_both_paths(tmp_path, ecqa_dir):

@@ -4,7 +4,7 @@
 # bitsandbytes, datasets, liger or unsloth), the ECQA data, the SmolLM2 tokenizer standing in for Llama's, a
 # snapshot of helpers/ + benchmarks/, and the scripts that run there. About 25 MB of the 64 MiB a call may carry.
 #   bash scripts/gpu/peers_carry.sh [DEST]      # DEST defaults to .carry-peers (git-ignored: /.carry*/)
-# then on the device machine, from the repository root:  bash .carry-peers/train.sh  /  gen.sh  /  gap.sh 1|2
+# then on the device machine, from the repository root:  bash .carry-peers/train.sh  /  gen.sh  /  gap.sh 1|2|3|4
 #
 #   site-common:  bitsandbytes 0.50.2 with only its CUDA 13.x and CPU libraries (43 MB wheel -> ~7 MB), dill, multiprocess
 #   site-project: trl 1.16.0, datasets 5.2.0, liger-kernel 0.8.5 (the project's own versions)
@@ -66,17 +66,25 @@ timeout 560 python3 benchmarks/generation_1b.py --precision bf16 fp16 --models 4
 true
 EOF
 cat > "$DEST/gap.sh" <<'EOF'
-# the runs that explain the SFT gap (benchmarks/NOTES.md, "Explaining the SFT gap"), one device call each:
-#   bash .carry-peers/gap.sh 1   # the project against its gradient-checkpointing levers (transformers 5.17)
-#   bash .carry-peers/gap.sh 2   # the project and Unsloth at r64 on q/k/v/o only (no fused LoRA-MLP kernels)
+# the runs that explain the training gap to Unsloth (benchmarks/NOTES.md), one device call each; every run warms up
+# first (peer_speed's --warmup-steps), and 1 and 2 time the project before and after Unsloth (A-B-A):
+#   bash .carry-peers/gap.sh 1   # SFT, project vs Unsloth at the default LoRA shape (r64, every linear layer)
+#   bash .carry-peers/gap.sh 2   # DPO, the same
+#   bash .carry-peers/gap.sh 3   # SFT at r64 on q/k/v/o only (no fused LoRA-MLP kernels), A-B-A
+#   bash .carry-peers/gap.sh 4   # the project against its gradient-checkpointing levers (transformers 5.17)
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
+unsloth="--unsloth-site /tmp/s/unsloth --site-after /tmp/s/common"
 case "$1" in
-  1) timeout 575 python3 benchmarks/peer_speed.py --sides project gc-half gc-offload --stages sft dpo $common \
+  1) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project --stages sft $common $unsloth \
+       --work /tmp/peers-sft --tag peers-sft ;;
+  2) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project --stages dpo $common $unsloth \
+       --work /tmp/peers-dpo --tag peers-dpo ;;
+  3) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project --lora-modules qkvo --stages sft \
+       $common $unsloth --work /tmp/peers-qkvo --tag peers-qkvo ;;
+  4) timeout 575 python3 benchmarks/peer_speed.py --sides project gc-half gc-offload --stages sft dpo $common \
        --work /tmp/peers --tag peers-gc ;;
-  2) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth --lora-modules qkvo --stages sft $common \
-       --work /tmp/peers-qkvo --unsloth-site /tmp/s/unsloth --site-after /tmp/s/common --tag peers-qkvo ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
