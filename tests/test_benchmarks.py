@@ -115,7 +115,7 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
         "--dpo-steps",
         "2",
         "--warmup-steps",
-        "1",
+        "0",  # the warm-up has its own tests below (one process less here)
         "--data",
         str(ecqa_dir),
         "--work",
@@ -124,15 +124,8 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
         str(tmp_path / "res"),
     )
     rows = json.loads(next((tmp_path / "res").glob("*-cpu-peers.json")).read_text())
-    # the first side ran once, untimed, before every timed side; only the timed rows are kept
-    assert "project: warm-up (1 step a row)" in out and out.index("warm-up") < out.index("project: 1 rows")
-    assert sorted(p.name for p in (tmp_path / "w").glob("log-*.txt")) == [
-        "log-gc-half.txt",
-        "log-padding-free.txt",
-        "log-project-warmup.txt",
-        "log-project.txt",
-    ]
-    assert {r["warmup_steps"] for r in rows} == {1}
+    assert "warm-up" not in out and {r["warmup_steps"] for r in rows} == {0}
+    assert [r["position"] for r in rows] == [0, 1, 2]
     assert [(r["stage"], r["config"]) for r in rows] == [
         ("sft", "project"),
         ("sft", "padding-free"),
@@ -201,3 +194,65 @@ def test_generation_1b_sweeps_sequences_per_batch(tmp_path, ecqa_dir):
     rows = json.loads(next(tmp_path.glob("*-cpu-generation-1b.json")).read_text())
     assert [r["sequences_per_batch"] for r in rows] == [8, 16]
     assert all(r["new_tokens"] == r["samples"] * 3 for r in rows)
+
+
+def _peer_speed(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import peer_speed
+
+    return peer_speed
+
+
+def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anything(tmp_path, monkeypatch, capsys):
+    """The first side and Unsloth run once untimed before any timed side (a side named twice is warmed once and
+    timed twice, A-B-A); the table's ratio is the steady one. Processes are replaced by a recorder."""
+    ps = _peer_speed(monkeypatch)
+    calls = []
+
+    def fake_side(args, side, seconds, warmup=False):
+        calls.append((side, warmup))
+        steady = {"project": 1000.0, "unsloth": 1500.0}[side]
+        row = dict(stage="sft", dtype="bf16", config=side, tokens_per_s=500.0, steady_tokens_per_s=steady)
+        return [] if warmup else [{**row, "peak_gib": 1.0}]
+
+    monkeypatch.setattr(ps, "prepare", lambda args: {})
+    monkeypatch.setattr(ps, "run_side", fake_side)
+    common = ["--tiny", "--stages", "sft", "--work", str(tmp_path / "w")]
+    sides = ["--sides", "project", "unsloth", "project"]
+    monkeypatch.setattr(sys, "argv", ["peer_speed.py", *sides, *common, "--out", str(tmp_path / "a")])
+    ps.main()
+    assert calls == [("project", True), ("unsloth", True), ("project", False), ("unsloth", False), ("project", False)]
+    rows = json.loads(next((tmp_path / "a").glob("*-peers.json")).read_text())
+    assert [(r["config"], r["position"], r["warmup_steps"]) for r in rows] == [
+        ("project", 0, 3),
+        ("unsloth", 1, 3),
+        ("project", 2, 3),
+    ]
+    unsloth_line = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("sft   bf16  unsloth")
+    )
+    assert unsloth_line.split()[-2:] == ["1.50", "1.00"]  # steady 1,500 against 1,000; whole-call rates are equal
+    calls.clear()
+    monkeypatch.setattr(
+        sys, "argv", ["peer_speed.py", *sides, *common, "--warmup-steps", "0", "--out", str(tmp_path / "b")]
+    )
+    ps.main()
+    assert calls == [("project", False), ("unsloth", False), ("project", False)]
+
+
+def test_peer_speed_warm_up_process_runs_few_steps_and_keeps_no_rows(tmp_path, monkeypatch):
+    ps = _peer_speed(monkeypatch)
+    seen = []
+
+    def fake_run(cmd, **kw):
+        seen.append(cmd)
+        (tmp_path / "rows-project.json").write_text(json.dumps([{"stage": "sft"}]))
+        return subprocess.CompletedProcess(cmd, 0, "out", "")
+
+    monkeypatch.setattr(ps.subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["peer_speed.py", "--steps", "16"])
+    args = ps.argparse.Namespace(work=tmp_path, unsloth_site=None, warmup_steps=2)
+    assert ps.run_side(args, "project", 60, warmup=True) == []
+    assert seen[0][-4:] == ["--steps", "2", "--dpo-steps", "2"]  # after the caller's own --steps: it wins
+    assert (tmp_path / "log-project-warmup.txt").is_file() and not (tmp_path / "log-project.txt").exists()
+    assert ps.run_side(args, "project", 60) == [{"stage": "sft"}] and seen[1][-2:] == ["--steps", "16"]
