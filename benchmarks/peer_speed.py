@@ -26,7 +26,8 @@ the project's learning rates. Each side runs in its own process
   transformers 5.15 has neither, so a win here could not be a notebook default there;
 * ``fp16-nocast``: the project's SFT and DPO with PEFT's ``disable_input_dtype_casting``: under fp16 the
   LoRA weights are fp32 (the grad scaler needs them so), and PEFT casts every LoRA layer's fp16 input up to
-  fp32 before autocast casts it back down; with the cast off the input stays fp16 (a no-op under bf16);
+  fp32 before autocast casts it back down; with the cast off the input stays fp16 (a no-op under bf16).
+  Measured 1.02x: no effect (NOTES.md, session 15);
 * ``unsloth``: ``FastLanguageModel`` 4-bit + ``get_peft_model`` (dropout 0, Unsloth's fast-LoRA path
   and its notebooks' setting; the project uses 0.05) with Unsloth's offloaded gradient checkpointing,
   trained by TRL's SFTTrainer / DPOTrainer as Unsloth patches them. Unsloth 2026.10.9 pins
