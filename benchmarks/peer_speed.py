@@ -289,11 +289,11 @@ def run_side(args, side: str, seconds: float, warmup: bool = False) -> list[dict
             "timeout",
         )
     (args.work / f"log-{side}{'-warmup' if warmup else ''}.txt").write_text(stdout + "\n---- stderr\n" + stderr)
-    rows = json.loads(out.read_text()) if out.is_file() else []
     if warmup:
         n = args.warmup_steps
         print(f"{side}: warm-up ({n} step{'s' * (n != 1)} a row) in {time.perf_counter() - start:.0f} s", flush=True)
         return []
+    rows = json.loads(out.read_text()) if out.is_file() else []
     if code != 0:
         tail = [line for line in stderr.strip().splitlines() if line.strip() and "it/s]" not in line][-12:]
         rows.append(dict(stage="*", config=side, dtype="*", failed=True, returncode=code, error=tail))
@@ -366,8 +366,8 @@ def main() -> None:
     # A side that ran first on a freshly started machine measured ~1.5x slower than the same work run after it
     # (NOTES.md, session 15): one-time costs (kernel compilation cached on disk, the GPU's clocks) land on whoever
     # comes first. So the first side, and Unsloth (its own kernels), run once briefly before anything is timed.
-    warm = {args.sides[0], *(s for s in args.sides if s == "unsloth")} if args.warmup_steps > 0 else set()
-    for side in (s for s in dict.fromkeys(args.sides) if s in warm):
+    warm = dict.fromkeys(s for s in args.sides if s in (args.sides[0], "unsloth")) if args.warmup_steps > 0 else {}
+    for side in warm:  # each once, in the order named
         run_side(args, side, args.deadline - (time.perf_counter() - t0), warmup=True)
     for position, side in enumerate(args.sides):  # a side named twice runs twice (A-B-A shows an order effect)
         left = args.deadline - (time.perf_counter() - t0)
@@ -380,7 +380,7 @@ def main() -> None:
                     **row,
                     "card": card,
                     "versions": versions if row["config"] != "unsloth" else None,
-                    "warmup_steps": args.warmup_steps if warm else 0,
+                    "warmup_steps": max(args.warmup_steps, 0),
                     "position": position,
                 }
             )
