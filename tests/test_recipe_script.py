@@ -54,9 +54,11 @@ def test_dpo_levers_and_publish_are_valid_settings(tmp_path, monkeypatch):
             assert getattr(dpo, field) == value, (name, field)
     pairs = parsed(recipe.cli("pairs", tmp_path, recipe.PAIRS))
     assert (pairs.strategy, pairs.samples_per_question, pairs.train_sample_size) == ("on_policy", 8, 1000)
-    for modes in recipe.PUBLISH_MODES:
-        ev = parsed(recipe.cli("eval", tmp_path, {"split": "validation", "modes": modes, "variants": "base,sft,dpo"}))
+    for modes, extra in recipe.PUBLISH_MODES.items():
+        values = {"split": "validation", "modes": modes, "variants": "base,sft,dpo", **extra}
+        ev = parsed(recipe.cli("eval", tmp_path, values))
         assert ev.split == "validation" and set(ev.modes) == set(modes.split(","))
+        assert all(getattr(ev, field) == value for field, value in extra.items())
 
 
 def test_another_round_starts_from_a_dpo_lever_and_best_reads_held_out_rows(tmp_path):
