@@ -1,0 +1,76 @@
+"""The README's published tables are what the committed per-question records in assets/results compute.
+
+A README number edited by hand, or records replaced without the README following (or the other way round),
+fails here; `python scripts/publish_results.py assets/results` prints the tables to copy from.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import metrics
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "assets" / "results"
+SECTION = "## The published SmolLM2-135M result"
+LABELS = {  # the README's mode cell, up to its first " (": the summary's label
+    "cot": "cot",
+    "cot@k": "cot@k",
+    "cloze": "cloze",
+    "letter": "letter",
+    "letter-cyclic": "letter-cyclic",
+}
+
+
+def _readme_rows() -> list[list[str]]:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index(SECTION) : text.index("\n## ", text.index(SECTION) + 1)]
+    return [
+        [c.strip().strip("*").strip() for c in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| ---")
+    ]
+
+
+@pytest.fixture(scope="module")
+def computed() -> tuple[pd.DataFrame, pd.DataFrame]:
+    records = metrics.records_frame(metrics.load_records(metrics.records_files(RESULTS)), 192)
+    return metrics.summarize(records), metrics.paired_comparisons(records)
+
+
+def _label(cell: str) -> str:
+    if cell == "cloze (summed log-prob)":
+        return "cloze (acc)"
+    return LABELS[cell.split(" (")[0]]
+
+
+def test_the_results_table_is_computed_from_the_records(computed):
+    summary, _ = computed
+    rows = [r for r in _readme_rows() if r[0] in {"base", "sft", "dpo"} and len(r) == 7]
+    assert len(rows) >= 15, rows
+    acc = {(r.variant, r.label): r.accuracy for r in summary.itertuples()}
+    for variant, mode, accuracy, ci, *_ in rows:
+        expected = acc[(variant, _label(mode))]
+        assert accuracy == f"{100 * expected:.1f}", (variant, mode)
+        low, high = summary.set_index(["variant", "label"]).loc[(variant, _label(mode)), ["ci_low", "ci_high"]]
+        assert ci == f"{100 * low:.1f}–{100 * high:.1f}", (variant, mode)
+    committed = pd.read_csv(RESULTS / "results.csv")
+    assert committed[["variant", "label", "correct", "n"]].equals(summary[["variant", "label", "correct", "n"]])
+
+
+def test_the_mcnemar_table_is_computed_from_the_records(computed):
+    _, comparisons = computed
+    rows = [r for r in _readme_rows() if " vs " in r[0] and len(r) == 7]
+    assert len(rows) >= 5, rows
+    by = {(c.comparison, c.label): c for c in comparisons.itertuples()}
+    for comparison, mode, accuracy, delta, earlier, later, p in rows:
+        c = by[(comparison, mode)]
+        assert accuracy == f"{100 * c.acc_a:.1f} → {100 * c.acc_b:.1f}", (comparison, mode)
+        assert float(delta) == pytest.approx(round(100 * c.delta, 1), abs=0.051), (comparison, mode)
+        assert (int(earlier), int(later)) == (c.a_only, c.b_only), (comparison, mode)
+        assert float(p) == pytest.approx(float(f"{c.p_value:.2g}"), rel=1e-9), (comparison, mode)
+        assert re.fullmatch(r"[+-]\d+\.\d", delta), delta
