@@ -204,7 +204,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
                 seed=42,
                 dataloader_num_workers=0,
             )
-            clock = ts.StepClock()
+            clock = ts.StepClock(f"{stage}-unsloth-{precision}")
             start = time.perf_counter()
             if stage == "sft":
                 ds = Dataset.from_list(json.loads((args.work / "sft.json").read_text()))
@@ -267,17 +267,27 @@ def unsloth_worker(args, info: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------- orchestration
-def run_side(args, side: str, seconds: float, warmup: bool = False) -> list[dict]:
+def run_side(args, side: str, seconds: float, phase: str = "timed") -> list[dict]:
     """One side in its own process (at most ``seconds``); a failure becomes a row carrying the error's last lines.
-    ``warmup``: the same rows for ``--warmup-steps`` steps each, logged to log-<side>-warmup.txt, rows discarded."""
+    ``phase`` "warmup": the same rows for ``--warmup-steps`` steps each; "profile": for the steady-state rate's
+    warm-up steps then ``--profile-steps`` steps under torch.profiler, a table per row in
+    ``<--out>/profile-<tag>/<side>/`` (train_speed.StepClock). Either is logged to log-<side>-<phase>.txt and keeps
+    no rows."""
+    import train_speed as ts
+
     out = args.work / f"rows-{side}.json"
     out.unlink(missing_ok=True)
     env = dict(os.environ)
     if side == "unsloth" and args.unsloth_site:
         env["PYTHONPATH"] = os.pathsep.join([args.unsloth_site, *args.site_after])
     cmd = [sys.executable, __file__, "--worker", side, *sys.argv[1:]]
-    if warmup:  # the last occurrence of an option wins
+    if phase == "warmup":  # the last occurrence of an option wins
         cmd += ["--steps", str(args.warmup_steps), "--dpo-steps", str(args.warmup_steps)]
+    elif phase == "profile":  # no more steps than the timed rows: their data is all there is
+        profiled = ts.WARMUP_STEPS + args.profile_steps
+        cmd += ["--steps", str(min(profiled, args.steps)), "--dpo-steps", str(min(profiled, args.dpo_steps))]
+    if phase == "profile":
+        env[ts.PROFILE_ENV] = str(args.out / f"profile-{args.tag}" / side)
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(seconds, 1), check=False)
@@ -288,10 +298,11 @@ def run_side(args, side: str, seconds: float, warmup: bool = False) -> list[dict
             _text(e.stderr) + f"\ntime limit: stopped after {seconds:.0f} s",
             "timeout",
         )
-    (args.work / f"log-{side}{'-warmup' if warmup else ''}.txt").write_text(stdout + "\n---- stderr\n" + stderr)
-    if warmup:
-        n = args.warmup_steps
-        print(f"{side}: warm-up ({n} step{'s' * (n != 1)} a row) in {time.perf_counter() - start:.0f} s", flush=True)
+    (args.work / f"log-{side}{'' if phase == 'timed' else '-' + phase}.txt").write_text(
+        stdout + "\n---- stderr\n" + stderr
+    )
+    if phase != "timed":
+        print(f"{side}: {phase} in {time.perf_counter() - start:.0f} s", flush=True)
         return []
     rows = json.loads(out.read_text()) if out.is_file() else []
     if code != 0:
@@ -318,6 +329,13 @@ def main() -> None:
         type=int,
         default=3,
         help="first, untimed: the first side and unsloth run their rows this many steps (0: none); see NOTES.md",
+    )
+    parser.add_argument(
+        "--profile-steps",
+        type=int,
+        default=0,
+        help="last, untimed: each side runs its rows again, these steps after the warm-up ones (at most the timed "
+        "rows' steps in all) under torch.profiler (tables in <--out>/profile-<tag>/<side>/)",
     )
     parser.add_argument("--data", default="../shared/data/ecqa")
     parser.add_argument("--tokenizer", default="smollm2-135m", help="stand-in tokenizer: preset or folder")
@@ -368,7 +386,7 @@ def main() -> None:
     # comes first. So the first side, and Unsloth (its own kernels), run once briefly before anything is timed.
     warm = dict.fromkeys(s for s in args.sides if s in (args.sides[0], "unsloth")) if args.warmup_steps > 0 else {}
     for side in warm:  # each once, in the order named
-        run_side(args, side, args.deadline - (time.perf_counter() - t0), warmup=True)
+        run_side(args, side, args.deadline - (time.perf_counter() - t0), phase="warmup")
     for position, side in enumerate(args.sides):  # a side named twice runs twice (A-B-A shows an order effect)
         left = args.deadline - (time.perf_counter() - t0)
         if left < 20:
@@ -385,6 +403,10 @@ def main() -> None:
                 }
             )
         path.write_text(json.dumps(rows, indent=1) + "\n")  # after every side: a cut-off run keeps its rows
+    for side in dict.fromkeys(args.sides) if args.profile_steps > 0 else ():  # after the timed rows: no effect on them
+        left = args.deadline - (time.perf_counter() - t0)
+        if left >= 20:
+            run_side(args, side, left, phase="profile")
     print(
         f"\n{'stage':5} {'dtype':5} {'side':13} {'tok/s':>8} {'steady':>8} {'steady x project':>16} {'peak GiB':>8}"
         f"  [{card}]"

@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import gc
 import json
+import os
 import resource
 import shutil
 import time
@@ -117,15 +118,47 @@ def _peak_gib() -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
 
 
-class StepClock(TrainerCallback):
-    """Wall time and tokens seen at every optimizer step (for a steady-state rate after warm-up)."""
+PROFILE_ENV = "STEP_PROFILE"  # a folder: StepClock profiles the steps after WARMUP_STEPS, one table per run
 
-    def __init__(self) -> None:
+
+class StepClock(TrainerCallback):
+    """Wall time and tokens seen at every optimizer step (for a steady-state rate after warm-up).
+
+    With ``$STEP_PROFILE`` set to a folder, the steps after the first ``WARMUP_STEPS`` run under
+    ``torch.profiler`` and ``<folder>/<label>.txt`` gets its table of the most expensive operations (by
+    self time, the device's where there is one): what a side spends its steady steps on.
+    """
+
+    def __init__(self, label: str = "run") -> None:
         self.marks: list[tuple[float, int]] = []
+        folder = os.environ.get(PROFILE_ENV)
+        self.profile_to = Path(folder) / f"{label}.txt" if folder else None
+        self.profiler: torch.profiler.profile | None = None
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         _sync()
         self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
+        if self.profile_to is not None and self.profiler is None and len(self.marks) == WARMUP_STEPS:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.start()
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.profiler is None or self.profile_to is None:
+            return
+        _sync()
+        self.profiler.stop()
+        steps, (t0, n0), (t1, n1) = len(self.marks) - WARMUP_STEPS, self.marks[WARMUP_STEPS - 1], self.marks[-1]
+        key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        table = self.profiler.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60)
+        self.profile_to.parent.mkdir(parents=True, exist_ok=True)
+        self.profile_to.write_text(
+            f"{steps} profiled steps, {n1 - n0} tokens in {t1 - t0:.2f} s (profiler overhead included), "
+            f"sorted by {key}\n{table}"
+        )
+        self.profiler = None
 
     def steady_rate(self) -> float | None:
         if len(self.marks) <= WARMUP_STEPS + 1:
@@ -197,7 +230,7 @@ def run_one(
         warmup_ratio=0.0,
         max_steps=steps,
     )
-    clock = StepClock()
+    clock = StepClock(f"{stage}-{name}-{precision}")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     if stage == "sft":

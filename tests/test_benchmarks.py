@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers.settings import PairSettings, SFTSettings
 
@@ -209,11 +211,11 @@ def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anyth
     ps = _peer_speed(monkeypatch)
     calls = []
 
-    def fake_side(args, side, seconds, warmup=False):
-        calls.append((side, warmup))
+    def fake_side(args, side, seconds, phase="timed"):
+        calls.append((side, phase))
         steady = {"project": 1000.0, "unsloth": 1500.0}[side]
         row = dict(stage="sft", dtype="bf16", config=side, tokens_per_s=500.0, steady_tokens_per_s=steady)
-        return [] if warmup else [{**row, "peak_gib": 1.0}]
+        return [] if phase != "timed" else [{**row, "peak_gib": 1.0}]
 
     monkeypatch.setattr(ps, "prepare", lambda args: {})
     monkeypatch.setattr(ps, "run_side", fake_side)
@@ -221,7 +223,8 @@ def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anyth
     sides = ["--sides", "project", "unsloth", "project"]
     monkeypatch.setattr(sys, "argv", ["peer_speed.py", *sides, *common, "--out", str(tmp_path / "a")])
     ps.main()
-    assert calls == [("project", True), ("unsloth", True), ("project", False), ("unsloth", False), ("project", False)]
+    w, t = "warmup", "timed"
+    assert calls == [("project", w), ("unsloth", w), ("project", t), ("unsloth", t), ("project", t)]
     rows = json.loads(next((tmp_path / "a").glob("*-peers.json")).read_text())
     assert [(r["config"], r["position"], r["warmup_steps"]) for r in rows] == [
         ("project", 0, 3),
@@ -237,22 +240,67 @@ def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anyth
         sys, "argv", ["peer_speed.py", *sides, *common, "--warmup-steps", "0", "--out", str(tmp_path / "b")]
     )
     ps.main()
-    assert calls == [("project", False), ("unsloth", False), ("project", False)]
+    assert calls == [("project", t), ("unsloth", t), ("project", t)]
+    calls.clear()
+    profiled = ["--warmup-steps", "0", "--profile-steps", "2", "--out", str(tmp_path / "c")]
+    monkeypatch.setattr(sys, "argv", ["peer_speed.py", *sides, *common, *profiled])
+    ps.main()  # each side profiled once, after every timed row
+    assert calls == [("project", t), ("unsloth", t), ("project", t), ("project", "profile"), ("unsloth", "profile")]
+    rows = json.loads(next((tmp_path / "c").glob("*-peers.json")).read_text())
+    assert len(rows) == 3  # a profile run keeps no rows
 
 
 def test_peer_speed_warm_up_process_runs_few_steps_and_keeps_no_rows(tmp_path, monkeypatch):
     ps = _peer_speed(monkeypatch)
     seen = []
 
+    envs = []
+
     def fake_run(cmd, **kw):
         seen.append(cmd)
+        envs.append(kw["env"])
         (tmp_path / "rows-project.json").write_text(json.dumps([{"stage": "sft"}]))
         return subprocess.CompletedProcess(cmd, 0, "out", "")
 
     monkeypatch.setattr(ps.subprocess, "run", fake_run)
     monkeypatch.setattr(sys, "argv", ["peer_speed.py", "--steps", "16"])
-    args = ps.argparse.Namespace(work=tmp_path, unsloth_site=None, warmup_steps=2)
-    assert ps.run_side(args, "project", 60, warmup=True) == []
+    args = ps.argparse.Namespace(
+        work=tmp_path,
+        unsloth_site=None,
+        warmup_steps=2,
+        profile_steps=4,
+        out=tmp_path / "o",
+        tag="t",
+        steps=16,
+        dpo_steps=5,
+    )
+    assert ps.run_side(args, "project", 60, phase="warmup") == []
     assert seen[0][-4:] == ["--steps", "2", "--dpo-steps", "2"]  # after the caller's own --steps: it wins
     assert (tmp_path / "log-project-warmup.txt").is_file() and not (tmp_path / "log-project.txt").exists()
     assert ps.run_side(args, "project", 60) == [{"stage": "sft"}] and seen[1][-2:] == ["--steps", "16"]
+    assert ps.run_side(args, "project", 60, phase="profile") == []
+    assert seen[2][-4:] == ["--steps", "7", "--dpo-steps", "5"]  # 3 warm-up steps, then 4 profiled; no more than timed
+    assert envs[2]["STEP_PROFILE"] == str(tmp_path / "o" / "profile-t" / "project") and "STEP_PROFILE" not in envs[0]
+    assert (tmp_path / "log-project-profile.txt").is_file()
+
+
+def test_step_clock_profiles_the_steps_after_its_warm_up_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import train_speed as ts
+
+    state = types.SimpleNamespace(num_input_tokens_seen=0)
+    for folder in (None, tmp_path / "prof"):
+        if folder is None:
+            monkeypatch.delenv(ts.PROFILE_ENV, raising=False)
+        else:
+            monkeypatch.setenv(ts.PROFILE_ENV, str(folder))
+        clock = ts.StepClock("sft-default-bf16")
+        for step in range(ts.WARMUP_STEPS + 2):
+            torch.ones(64, 64) @ torch.ones(64, 64)
+            state.num_input_tokens_seen += 10
+            clock.on_step_end(None, state, None)
+            assert (clock.profiler is not None) == (folder is not None and step + 1 >= ts.WARMUP_STEPS)
+        clock.on_train_end(None, state, None)
+    assert [p.name for p in tmp_path.rglob("*.txt")] == ["sft-default-bf16.txt"]
+    text = (tmp_path / "prof" / "sft-default-bf16.txt").read_text()
+    assert text.startswith("2 profiled steps, 20 tokens in") and "aten::mm" in text

@@ -4,7 +4,7 @@
 # bitsandbytes, datasets, liger or unsloth), the ECQA data, the SmolLM2 tokenizer standing in for Llama's, a
 # snapshot of helpers/ + benchmarks/, and the scripts that run there. About 25 MB of the 64 MiB a call may carry.
 #   bash scripts/gpu/peers_carry.sh [DEST]      # DEST defaults to .carry-peers (git-ignored: /.carry*/)
-# then on the device machine, from the repository root:  bash .carry-peers/train.sh  /  gen.sh  /  gap.sh 1|2|3|4
+# then on the device machine, from the repository root:  bash .carry-peers/train.sh  /  gen.sh  /  gap.sh 1-6
 #
 #   site-common:  bitsandbytes 0.50.2 with only its CUDA 13.x and CPU libraries (43 MB wheel -> ~7 MB), dill, multiprocess
 #   site-project: trl 1.16.0, datasets 5.2.0, liger-kernel 0.8.5 (the project's own versions)
@@ -72,6 +72,8 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 2   # DPO, the same
 #   bash .carry-peers/gap.sh 3   # SFT at r64 on q/k/v/o only (no fused LoRA-MLP kernels), A-B-A
 #   bash .carry-peers/gap.sh 4   # the project against its gradient-checkpointing levers (transformers 5.17)
+#   bash .carry-peers/gap.sh 5   # DPO bf16, project vs Unsloth, then 6 steady steps of each under torch.profiler
+#   bash .carry-peers/gap.sh 6   # SFT bf16, 48 steps a row, project-Unsloth-project-Unsloth (less noise than 16)
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -85,6 +87,10 @@ case "$1" in
        $common $unsloth --work /tmp/peers-qkvo --tag peers-qkvo ;;
   4) timeout 575 python3 benchmarks/peer_speed.py --sides project gc-half gc-offload --stages sft dpo $common \
        --work /tmp/peers --tag peers-gc ;;
+  5) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth --stages dpo $common --precision bf16 \
+       --profile-steps 6 $unsloth --work /tmp/peers-dpo --tag peers-dpo-profile ;;
+  6) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project unsloth --stages sft $common \
+       --precision bf16 --steps 48 $unsloth --work /tmp/peers-sft48 --tag peers-sft48 ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
