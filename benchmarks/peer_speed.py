@@ -286,7 +286,6 @@ def run_side(args, side: str, seconds: float, phase: str = "timed") -> list[dict
     elif phase == "profile":  # no more steps than the timed rows: their data is all there is
         profiled = ts.WARMUP_STEPS + args.profile_steps
         cmd += ["--steps", str(min(profiled, args.steps)), "--dpo-steps", str(min(profiled, args.dpo_steps))]
-    if phase == "profile":
         env[ts.PROFILE_ENV] = str(args.out / f"profile-{args.tag}" / side)
     start = time.perf_counter()
     try:

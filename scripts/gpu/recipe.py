@@ -85,7 +85,8 @@ STAR_LEVERS: dict[str, dict] = {  # SFT from the base again, on data whose expla
 }
 EVAL = {"split": "holdout", "modes": "cot,cloze", "batch_size": 256}
 PUBLISH_MODES = {  # two evaluations, cot@k (8 samples each) last, 128 questions a batch: at 32 (batch 256) the SFT
-    # model's cot@k got through 384 of 1,221 questions in one call (session 12); batching changes no record
+    # model's cot@k got through 384 of 1,221 questions in one call (session 12); batching is not part of a record's
+    # provenance, but in cot@k it changes which samples are drawn (sampling is seeded once per call)
     "cot,cloze,letter,letter-cyclic": {},
     "cot@k": {"batch_size": 1024},
 }
