@@ -63,8 +63,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; he
 SIDES = ("project", "padding-free", "liger", "gc-half", "gc-offload", "fp16-nocast", "unsloth")
 GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}}  # transformers >= 5.17 only
 LEVER_STAGES = {"padding-free": ("sft",)}  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free
-QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
-ALL_LINEAR = [*QKVO, "gate_proj", "up_proj", "down_proj"]  # PEFT's "all-linear" on a Llama, spelled out for Unsloth
+MLP = ["gate_proj", "up_proj", "down_proj"]  # with helpers.training.QKVO: PEFT's "all-linear" on a Llama, for Unsloth
 
 
 def lora_fields(args) -> dict:
@@ -166,6 +165,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
     import train_speed as ts
 
     from helpers.settings import SFTSettings
+    from helpers.training import QKVO
 
     LORA = SFTSettings(**lora_fields(args))  # the project's LoRA shape (default or --lora-modules), on every side
     rows = []
@@ -183,7 +183,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
                 r=LORA.lora_r,
                 lora_alpha=LORA.lora_alpha,
                 lora_dropout=0.0,
-                target_modules=QKVO if LORA.target_modules == "qkvo" else ALL_LINEAR,
+                target_modules=QKVO if LORA.target_modules == "qkvo" else [*QKVO, *MLP],
                 bias="none",
                 use_gradient_checkpointing="unsloth",
                 random_state=0,
