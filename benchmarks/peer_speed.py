@@ -300,12 +300,13 @@ def run_side(args, side: str, seconds: float, phase: str = "timed") -> list[dict
     (args.work / f"log-{side}{'' if phase == 'timed' else '-' + phase}.txt").write_text(
         stdout + "\n---- stderr\n" + stderr
     )
-    if phase != "timed":
-        print(f"{side}: {phase} in {time.perf_counter() - start:.0f} s", flush=True)
+    tail = [line for line in stderr.strip().splitlines() if line.strip() and "it/s]" not in line][-12:]
+    if phase != "timed":  # a failure is printed (a profile run's is nowhere else), its rows are not kept
+        failed = f", FAILED ({code}): {tail[-1] if tail else ''}" if code != 0 else ""
+        print(f"{side}: {phase} in {time.perf_counter() - start:.0f} s{failed}", flush=True)
         return []
     rows = json.loads(out.read_text()) if out.is_file() else []
     if code != 0:
-        tail = [line for line in stderr.strip().splitlines() if line.strip() and "it/s]" not in line][-12:]
         rows.append(dict(stage="*", config=side, dtype="*", failed=True, returncode=code, error=tail))
         print(f"{side} FAILED ({code}):\n  " + "\n  ".join(tail), flush=True)
     print(f"{side}: {len(rows)} rows in {time.perf_counter() - start:.0f} s", flush=True)

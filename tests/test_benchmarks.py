@@ -250,7 +250,7 @@ def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anyth
     assert len(rows) == 3  # a profile run keeps no rows
 
 
-def test_peer_speed_warm_up_process_runs_few_steps_and_keeps_no_rows(tmp_path, monkeypatch):
+def test_peer_speed_warm_up_process_runs_few_steps_and_keeps_no_rows(tmp_path, monkeypatch, capsys):
     ps = _peer_speed(monkeypatch)
     seen = []
 
@@ -282,6 +282,11 @@ def test_peer_speed_warm_up_process_runs_few_steps_and_keeps_no_rows(tmp_path, m
     assert seen[2][-4:] == ["--steps", "7", "--dpo-steps", "5"]  # 3 warm-up steps, then 4 profiled; no more than timed
     assert envs[2]["STEP_PROFILE"] == str(tmp_path / "o" / "profile-t" / "project") and "STEP_PROFILE" not in envs[0]
     assert (tmp_path / "log-project-profile.txt").is_file()
+    monkeypatch.setattr(
+        ps.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "Boom: no GPU")
+    )
+    assert ps.run_side(args, "project", 60, phase="warmup") == []
+    assert capsys.readouterr().out.strip().endswith("FAILED (1): Boom: no GPU")  # said, not only logged
 
 
 def test_step_clock_profiles_the_steps_after_its_warm_up_only_when_asked(tmp_path, monkeypatch):
