@@ -252,9 +252,7 @@ def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anyth
 
 def test_peer_speed_warm_up_process_runs_few_steps_and_keeps_no_rows(tmp_path, monkeypatch, capsys):
     ps = _peer_speed(monkeypatch)
-    seen = []
-
-    envs = []
+    seen, envs = [], []
 
     def fake_run(cmd, **kw):
         seen.append(cmd)

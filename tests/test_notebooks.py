@@ -109,12 +109,14 @@ def test_smoke_pipeline_runs_all_notebooks(ecqa_dir: Path, tmp_path: Path) -> No
     assert (root / "eval" / "accuracy.png").is_file()
 
 
-SETTINGS_OF = {"01_data": "Settings", "02_pairs": "PairSettings", "03_sft": "SFTSettings", "04_dpo": "DPOSettings"}
-SETTINGS_OF["05_eval"] = "EvalSettings"
-FIELD_OF = {
-    "EVAL_SAMPLE_SIZE": "sample_size",
-    "EVAL_MODES": "modes",
-}  # other parameters: the field's name, upper-cased
+SETTINGS_OF = {
+    "01_data": "Settings",
+    "02_pairs": "PairSettings",
+    "03_sft": "SFTSettings",
+    "04_dpo": "DPOSettings",
+    "05_eval": "EvalSettings",
+}
+FIELD_OF = {"EVAL_SAMPLE_SIZE": "sample_size", "EVAL_MODES": "modes"}  # others: the field's name, upper-cased
 
 
 def test_parameters_that_name_a_setting_start_at_its_default(notebook: tuple[Path, nbformat.NotebookNode]) -> None:
@@ -124,17 +126,14 @@ def test_parameters_that_name_a_setting_start_at_its_default(notebook: tuple[Pat
 
     path, nb = notebook
     cls = getattr(settings_module, SETTINGS_OF[path.stem])
-    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
-    defaults.update(
-        {f.name: f.default_factory() for f in dataclasses.fields(cls) if f.default_factory is not dataclasses.MISSING}
-    )
+    defaults, names = cls(), {f.name for f in dataclasses.fields(cls)}
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     checked = []
     for node in ast.parse(cell.source).body:
         name = node.targets[0].id
         field = FIELD_OF.get(name, name.lower())
-        if field in defaults:
-            value, default = ast.literal_eval(node.value), defaults[field]
+        if field in names:
+            value, default = ast.literal_eval(node.value), getattr(defaults, field)
             assert value == default, (
                 f"{path.name}: {name} = {value!r}, but {cls.__name__}.{field} defaults to {default!r}"
             )
