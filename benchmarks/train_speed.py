@@ -151,12 +151,16 @@ class StepClock(TrainerCallback):
         _sync()
         self.profiler.stop()
         steps, (t0, n0), (t1, n1) = len(self.marks) - WARMUP_STEPS, self.marks[WARMUP_STEPS - 1], self.marks[-1]
-        key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-        table = self.profiler.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60)
+        keys = ["self_cuda_time_total"] if torch.cuda.is_available() else []
+        averages = self.profiler.key_averages()
+        tables = [
+            f"sorted by {key}\n{averages.table(sort_by=key, row_limit=30, max_name_column_width=60)}"
+            for key in [*keys, "self_cpu_time_total"]  # the device's work, then the host's
+        ]
         self.profile_to.parent.mkdir(parents=True, exist_ok=True)
         self.profile_to.write_text(
-            f"{steps} profiled steps, {n1 - n0} tokens in {t1 - t0:.2f} s (profiler overhead included), "
-            f"sorted by {key}\n{table}"
+            f"{steps} profiled steps, {n1 - n0} tokens in {t1 - t0:.2f} s (profiler overhead included)\n"
+            + "\n".join(tables)
         )
         self.profiler = None
 

@@ -307,3 +307,4 @@ def test_step_clock_profiles_the_steps_after_its_warm_up_only_when_asked(tmp_pat
     assert [p.name for p in tmp_path.rglob("*.txt")] == ["sft-default-bf16.txt"]
     text = (tmp_path / "prof" / "sft-default-bf16.txt").read_text()
     assert text.startswith("2 profiled steps, 20 tokens in") and "aten::mm" in text
+    assert "sorted by self_cpu_time_total" in text  # the host's table (on a GPU the device's comes first)

@@ -74,6 +74,8 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 4   # the project against its gradient-checkpointing levers (transformers 5.17)
 #   bash .carry-peers/gap.sh 5   # DPO bf16, project vs Unsloth, then 6 steady steps of each under torch.profiler
 #   bash .carry-peers/gap.sh 6   # SFT bf16, 48 steps a row, project-Unsloth-project-Unsloth (less noise than 16)
+#   bash .carry-peers/gap.sh 7   # DPO bf16, 16 steps: the project with and without cuDNN attention, Unsloth between
+#   bash .carry-peers/gap.sh 8   # SFT bf16, 48 steps: the project with and without cuDNN attention, A-B-A-B
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -91,6 +93,10 @@ case "$1" in
        --profile-steps 6 $unsloth --work /tmp/peers-dpo --tag peers-dpo-profile ;;
   6) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project unsloth --stages sft $common \
        --precision bf16 --steps 48 $unsloth --work /tmp/peers-sft48 --tag peers-sft48 ;;
+  7) timeout 575 python3 benchmarks/peer_speed.py --sides project no-cudnn-attn unsloth project no-cudnn-attn \
+       --stages dpo $common --precision bf16 --dpo-steps 16 $unsloth --work /tmp/peers-dpo --tag peers-dpo-cudnn ;;
+  8) timeout 575 python3 benchmarks/peer_speed.py --sides project no-cudnn-attn project no-cudnn-attn --stages sft \
+       $common --precision bf16 --steps 48 --work /tmp/peers-sft48 --tag peers-sft-cudnn ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
