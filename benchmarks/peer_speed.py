@@ -28,10 +28,11 @@ the project's learning rates. Each side runs in its own process
   LoRA weights are fp32 (the grad scaler needs them so), and PEFT casts every LoRA layer's fp16 input up to
   fp32 before autocast casts it back down; with the cast off the input stays fp16 (a no-op under bf16).
   Measured 1.02x: no effect (NOTES.md, session 15);
-* ``no-cudnn-attn``: the project's SFT and DPO with PyTorch's cuDNN attention backend switched off
-  (``torch.backends.cuda.enable_cudnn_sdp(False)``): SDPA falls back to its FlashAttention / memory-efficient
-  kernels. On Hopper cards PyTorch picks cuDNN first, and cuDNN builds an execution graph on the host for each
-  new shape (every padded DPO batch has its own); a T4 never uses cuDNN attention;
+* ``cudnn-attn``: the project's SFT and DPO as they were before session 17, with PyTorch's cuDNN attention among
+  the SDPA backends training may use (`helpers.training.TRAINING_ATTENTION` leaves it out since). On Hopper cards
+  PyTorch picks cuDNN first, and cuDNN builds an execution graph on the host for each new shape (every padded
+  batch has its own); a T4 never uses cuDNN attention. Measured as the lever ``no-cudnn-attn`` (the other way
+  round) at 1.3–2.7x: adopted (NOTES.md, session 17);
 * ``unsloth``: ``FastLanguageModel`` 4-bit + ``get_peft_model`` (dropout 0, Unsloth's fast-LoRA path
   and its notebooks' setting; the project uses 0.05) with Unsloth's offloaded gradient checkpointing,
   trained by TRL's SFTTrainer / DPOTrainer as Unsloth patches them. Unsloth 2026.10.9 pins
@@ -64,7 +65,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; helpers one folder up
 
-SIDES = ("project", "padding-free", "liger", "gc-half", "gc-offload", "fp16-nocast", "no-cudnn-attn", "unsloth")
+SIDES = ("project", "padding-free", "liger", "gc-half", "gc-offload", "fp16-nocast", "cudnn-attn", "unsloth")
 GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}}  # transformers >= 5.17 only
 LEVER_STAGES = {"padding-free": ("sft",)}  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free
 MLP = ["gate_proj", "up_proj", "down_proj"]  # with helpers.training.QKVO: PEFT's "all-linear" on a Llama, for Unsloth
@@ -140,10 +141,10 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
             disable_input_dtype_casting(trainer.model).__enter__()  # stays off for this process's trainings
 
         training.keep_adapter_fp32_for_fp16 = keep_fp32_no_input_cast
-    if side == "no-cudnn-attn":
-        import torch
+    if side == "cudnn-attn":  # every SDPA backend, cuDNN's too: PyTorch's own choice, the default until session 17
+        from torch.nn.attention import SDPBackend
 
-        torch.backends.cuda.enable_cudnn_sdp(False)  # for every training this process runs
+        training.TRAINING_ATTENTION = [b for name, b in SDPBackend.__members__.items() if name != "ERROR"]
     ts.CONFIGS["sft"]["default"] = {**ts.CONFIGS["sft"]["default"], **lora_fields(args)}
     tok = models.load_tokenizer(args.tokenizer)
     records = data.load_ecqa(args.data, train_sample_size=max(args.steps, args.dpo_steps) * 16, seed=0)["train"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import TrainerCallback
 
 from helpers import models, prompts, provenance
@@ -174,6 +175,13 @@ class TrainResult:
     resumed_from: str | None = None
 
 
+# The attention kernels training lets PyTorch's SDPA choose from: all but cuDNN's. On Hopper cards (H100, H200) PyTorch
+# tries cuDNN first, and cuDNN builds an execution graph on the host for every new batch shape (each padded batch has
+# its own): on an H200 that made steps 1.2-2.7x slower than FlashAttention / memory-efficient SDPA, same losses
+# (benchmarks/NOTES.md, session 17). T4s and A100s never pick cuDNN, so nothing changes there.
+TRAINING_ATTENTION = [b for name, b in SDPBackend.__members__.items() if name not in ("ERROR", "CUDNN_ATTENTION")]
+
+
 def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
     """T4 fix: TRL casts a 4-bit model's trainable LoRA weights to bf16, which the fp16 grad scaler
     cannot unscale ("_amp_foreach_non_finite_check_and_unscale_cuda not implemented for 'BFloat16'").
@@ -231,7 +239,8 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     start_step = int(resume.rsplit("-", 1)[-1]) if resume else 0
     tokens_before = tokens_at(resume)  # read now: save_total_limit may delete that checkpoint while training
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    with sdpa_kernel(TRAINING_ATTENTION):
+        trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
     if resume and trainer.state.global_step <= start_step and summary_path.is_file():

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from helpers import checkpoints, generation, models, prompts, provenance, training
 from helpers.answers import extract_answer
@@ -322,6 +323,13 @@ class FakeTrainer:
 
     def train(self, resume_from_checkpoint=None):
         self.trained = True
+        cuda = torch.backends.cuda
+        self.attention = dict(  # the SDPA backends PyTorch may choose from while training
+            cudnn=cuda.cudnn_sdp_enabled(),
+            flash=cuda.flash_sdp_enabled(),
+            efficient=cuda.mem_efficient_sdp_enabled(),
+            math=cuda.math_sdp_enabled(),
+        )
         start = int(resume_from_checkpoint.rsplit("-", 1)[1]) if resume_from_checkpoint else 0
         if resume_from_checkpoint:  # save_total_limit deletes older checkpoints as new ones are written
             shutil.rmtree(resume_from_checkpoint)
@@ -359,6 +367,15 @@ def test_tokens_per_s_after_a_resume_counts_only_tokens_trained_after_it(tmp_pat
         summary["tokens_per_s"] == pytest.approx(result.tokens_per_s)
         and summary["resumed_from"] == result.resumed_from
     )
+
+
+def test_training_leaves_cudnn_attention_out_and_only_while_it_trains(tmp_path):
+    s = SFTSettings(root=str(tmp_path), max_steps=6, report_to="none")
+    trainer = FakeTrainer(end_step=6, end_tokens=6_000)
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # PyTorch's default, which Hopper cards pick first
+    training._run(trainer, s, FakeTokenizer(), {})
+    assert trainer.attention == dict(cudnn=False, flash=True, efficient=True, math=True)
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored for evaluation and whatever runs next
 
 
 def test_rerunning_a_finished_run_keeps_its_summary(tmp_path, capsys):

@@ -76,6 +76,7 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 6   # SFT bf16, 48 steps a row, project-Unsloth-project-Unsloth (less noise than 16)
 #   bash .carry-peers/gap.sh 7   # DPO bf16, 16 steps: the project with and without cuDNN attention, Unsloth between
 #   bash .carry-peers/gap.sh 8   # SFT bf16, 48 steps: the project with and without cuDNN attention, A-B-A-B
+#   bash .carry-peers/gap.sh 9   # SFT bf16, 24 steps: the project (cuDNN attention left out) vs Unsloth, A-B-A, then gc-offload
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -93,10 +94,12 @@ case "$1" in
        --profile-steps 6 $unsloth --work /tmp/peers-dpo --tag peers-dpo-profile ;;
   6) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project unsloth --stages sft $common \
        --precision bf16 --steps 48 $unsloth --work /tmp/peers-sft48 --tag peers-sft48 ;;
-  7) timeout 575 python3 benchmarks/peer_speed.py --sides project no-cudnn-attn unsloth project no-cudnn-attn \
+  7) timeout 575 python3 benchmarks/peer_speed.py --sides cudnn-attn project unsloth cudnn-attn project \
        --stages dpo $common --precision bf16 --dpo-steps 16 $unsloth --work /tmp/peers-dpo --tag peers-dpo-cudnn ;;
-  8) timeout 575 python3 benchmarks/peer_speed.py --sides project no-cudnn-attn project no-cudnn-attn --stages sft \
+  8) timeout 575 python3 benchmarks/peer_speed.py --sides cudnn-attn project cudnn-attn project --stages sft \
        $common --precision bf16 --steps 48 --work /tmp/peers-sft48 --tag peers-sft-cudnn ;;
+  9) timeout 370 python3 benchmarks/peer_speed.py --sides project unsloth project gc-offload --stages sft $common \
+       --precision bf16 --steps 24 --deadline 330 $unsloth --work /tmp/peers-sft --tag peers-sft-default ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
