@@ -178,7 +178,7 @@ class TrainResult:
 # The attention kernels training lets PyTorch's SDPA choose from: all but cuDNN's. On Hopper cards (H100, H200) PyTorch
 # tries cuDNN first, and cuDNN builds an execution graph on the host for every new batch shape (each padded batch has
 # its own): on an H200 that made steps 1.2-2.7x slower than FlashAttention / memory-efficient SDPA, same losses
-# (benchmarks/NOTES.md, session 17). T4s and A100s never pick cuDNN, so nothing changes there.
+# (benchmarks/NOTES.md, session 17). A T4 (sm75) cannot run cuDNN attention (sm80 or newer), so nothing changes there.
 TRAINING_ATTENTION = [b for name, b in SDPBackend.__members__.items() if name not in ("ERROR", "CUDNN_ATTENTION")]
 
 
