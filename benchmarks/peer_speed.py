@@ -32,7 +32,7 @@ the project's learning rates. Each side runs in its own process
   the SDPA backends training may use (`helpers.training.TRAINING_ATTENTION` leaves it out since). On Hopper cards
   PyTorch picks cuDNN first, and cuDNN builds an execution graph on the host for each new shape (every padded
   batch has its own); a T4 never uses cuDNN attention. Measured as the lever ``no-cudnn-attn`` (the other way
-  round) at 1.3–2.7x: adopted (NOTES.md, session 17);
+  round) at 1.2–2.7x: adopted (NOTES.md, session 17);
 * ``unsloth``: ``FastLanguageModel`` 4-bit + ``get_peft_model`` (dropout 0, Unsloth's fast-LoRA path
   and its notebooks' setting; the project uses 0.05) with Unsloth's offloaded gradient checkpointing,
   trained by TRL's SFTTrainer / DPOTrainer as Unsloth patches them. Unsloth 2026.10.9 pins
