@@ -18,6 +18,9 @@ the adapter merged in). Two stages at the project's settings (`PairSettings`, `E
 
 ``--batches 32 128 256`` measures each stage at those sequences per batch instead of its default (a lever that
 changes no sample's distribution, only how many are decoded together).
+``--attention pytorch no-cudnn`` measures each row with SDPA's own choice of kernel (``pytorch``: on Hopper cards
+cuDNN attention, which plans every new shape on the host) and without cuDNN's (``no-cudnn``: the backends training
+uses, `helpers.training.TRAINING_ATTENTION`); the same tokens either way.
 
 Two paths on the same prompts and model object: ``project`` is `helpers.generation.generate_all`
 (length-sorted batches, its GPU options: static cache without compile); ``plain`` is ``model.generate``
@@ -40,13 +43,14 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import train_speed as ts  # noqa: E402 - benchmarks/ and the repository go on the path first
 
-from helpers import data, generation, models, prompts  # noqa: E402
+from helpers import data, generation, models, prompts, training  # noqa: E402
 from helpers.settings import EvalSettings, PairSettings, SFTSettings  # noqa: E402
 
 PAIRS, EVAL = PairSettings(), EvalSettings()
@@ -54,6 +58,11 @@ PAIRS, EVAL = PairSettings(), EvalSettings()
 STAGES = {
     "sampling": (PAIRS.samples_per_question, PAIRS.temperature, PAIRS.max_new_tokens, PAIRS.batch_size),
     "cot-eval": (1, 0.0, EVAL.max_new_tokens, EVAL.batch_size),
+}
+# the SDPA backends a row may use: PyTorch's own choice (every backend), or training's (all but cuDNN's)
+ATTENTION = {
+    "pytorch": [b for name, b in SDPBackend.__members__.items() if name != "ERROR"],
+    "no-cudnn": training.TRAINING_ATTENTION,
 }
 
 
@@ -133,6 +142,7 @@ def main() -> None:
     parser.add_argument("--eval-questions", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=0, help="override both stages' counts (0: the defaults)")
     parser.add_argument("--batches", type=int, nargs="*", default=[], help="sequences per batch, else the default")
+    parser.add_argument("--attention", nargs="+", default=["pytorch"], choices=list(ATTENTION), help="SDPA backends")
     parser.add_argument("--data", default="../shared/data/ecqa")
     parser.add_argument("--tokenizer", default="smollm2-135m", help="stand-in tokenizer: preset or folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gen1b"))
@@ -168,13 +178,16 @@ def main() -> None:
                     k, temperature, new, default_batch = STAGES[stage]
                     new = args.max_new_tokens or new
                     n = args.sampling_questions if stage == "sampling" else args.eval_questions
-                    for batch, name in itertools.product(args.batches or [default_batch], args.paths):
+                    for batch, attention, name in itertools.product(
+                        args.batches or [default_batch], args.attention, args.paths
+                    ):
                         fn = project if name == "project" else plain
                         if torch.cuda.is_available():
                             torch.cuda.reset_peak_memory_stats()
                         _sync()
                         start = time.perf_counter()
-                        tokens = fn(model, tok, texts[:n], k, temperature, new, batch)
+                        with sdpa_kernel(ATTENTION[attention]):
+                            tokens = fn(model, tok, texts[:n], k, temperature, new, batch)
                         _sync()
                         seconds = time.perf_counter() - start
                         row = dict(
@@ -189,6 +202,7 @@ def main() -> None:
                             temperature=temperature,
                             new_tokens_each=new,
                             sequences_per_batch=batch,
+                            attention=attention,
                             seconds=round(seconds, 2),
                             new_tokens=tokens,
                             samples_per_s=round(n * k / seconds, 2),
@@ -208,16 +222,22 @@ def main() -> None:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     print(
-        f"\n{'stage':9} {'model':7} {'dtype':5} {'path':8} {'samples/s':>9} {'new tok/s':>10} {'x plain':>7}"
-        f"  [{size}, {card}]"
+        f"\n{'stage':9} {'model':7} {'dtype':5} {'attention':9} {'path':8} {'samples/s':>9} {'new tok/s':>10} "
+        f"{'x plain':>7}  [{size}, {card}]"
     )
     for r in rows:
         ref = next(
-            (p for p in rows if p["path"] == "plain" and all(p[f] == r[f] for f in ("stage", "model", "dtype"))), None
+            (
+                p
+                for p in rows
+                if p["path"] == "plain"
+                and all(p[f] == r[f] for f in ("stage", "model", "dtype", "sequences_per_batch", "attention"))
+            ),
+            None,
         )
         ratio = r["samples_per_s"] / ref["samples_per_s"] if ref else float("nan")
         print(
-            f"{r['stage']:9} {r['model']:7} {r['dtype']:5} {r['path']:8} {r['samples_per_s']:9.2f} "
+            f"{r['stage']:9} {r['model']:7} {r['dtype']:5} {r['attention']:9} {r['path']:8} {r['samples_per_s']:9.2f} "
             f"{r['new_tokens_per_s']:10.0f} {ratio:7.2f}"
         )
     print(f"rows written to {path}")

@@ -190,11 +190,17 @@ def test_generation_1b_sweeps_sequences_per_batch(tmp_path, ecqa_dir):
         "--tiny",
         *("--precision", "bf16", "--models", "merged", "--stages", "sampling", "--paths", "project"),
         *("--sampling-questions", "2", "--max-new-tokens", "3", "--batches", "8", "16"),
+        *("--attention", "pytorch", "no-cudnn"),
         *("--tokenizer", "smollm2-135m", "--data", str(ecqa_dir)),
         *("--work", str(tmp_path / "w"), "--out", str(tmp_path)),
     )
     rows = json.loads(next(tmp_path.glob("*-cpu-generation-1b.json")).read_text())
-    assert [r["sequences_per_batch"] for r in rows] == [8, 16]
+    assert [(r["sequences_per_batch"], r["attention"]) for r in rows] == [
+        (8, "pytorch"),
+        (8, "no-cudnn"),
+        (16, "pytorch"),
+        (16, "no-cudnn"),
+    ]
     assert all(r["new_tokens"] == r["samples"] * 3 for r in rows)
 
 

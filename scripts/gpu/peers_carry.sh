@@ -77,6 +77,8 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 7   # DPO bf16, 16 steps: the project with and without cuDNN attention, Unsloth between
 #   bash .carry-peers/gap.sh 8   # SFT bf16, 48 steps: the project with and without cuDNN attention, A-B-A-B
 #   bash .carry-peers/gap.sh 9   # SFT bf16, 24 steps: the project (cuDNN attention left out) vs Unsloth, A-B-A, then gc-offload
+#   bash .carry-peers/gap.sh 10  # generation at 1B, bf16, 4-bit and merged: SDPA's own kernel choice vs no cuDNN
+#   bash .carry-peers/gap.sh 11  # SFT and DPO forced fp16: the project (no cuDNN attention) vs Unsloth, A-B-A
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -100,6 +102,11 @@ case "$1" in
        $common --precision bf16 --steps 48 --work /tmp/peers-sft48 --tag peers-sft-cudnn ;;
   9) timeout 370 python3 benchmarks/peer_speed.py --sides project unsloth project gc-offload --stages sft $common \
        --precision bf16 --steps 24 --deadline 330 $unsloth --work /tmp/peers-sft --tag peers-sft-default ;;
+  10) timeout 575 python3 benchmarks/generation_1b.py --precision bf16 --models 4bit merged --paths project \
+       --attention pytorch no-cudnn --sampling-questions 32 --eval-questions 128 --tokenizer ../tok --data ../ecqa \
+       --work /tmp/gen --out $OUT ;;
+  11) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project --stages sft dpo $common \
+       --precision fp16 $unsloth --work /tmp/peers-fp16 --tag peers-fp16-default ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
