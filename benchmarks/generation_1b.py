@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import sdpa_kernel
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
@@ -60,10 +60,7 @@ STAGES = {
     "cot-eval": (1, 0.0, EVAL.max_new_tokens, EVAL.batch_size),
 }
 # the SDPA backends a row may use: PyTorch's own choice (every backend), or training's (all but cuDNN's)
-ATTENTION = {
-    "pytorch": [b for name, b in SDPBackend.__members__.items() if name != "ERROR"],
-    "no-cudnn": training.TRAINING_ATTENTION,
-}
+ATTENTION = {"pytorch": training.SDPA_BACKENDS, "no-cudnn": training.TRAINING_ATTENTION}
 
 
 def _sync() -> None:

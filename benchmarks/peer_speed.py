@@ -142,9 +142,7 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
 
         training.keep_adapter_fp32_for_fp16 = keep_fp32_no_input_cast
     if side == "cudnn-attn":  # every SDPA backend, cuDNN's too: PyTorch's own choice, the default until session 17
-        from torch.nn.attention import SDPBackend
-
-        training.TRAINING_ATTENTION = [b for name, b in SDPBackend.__members__.items() if name != "ERROR"]
+        training.TRAINING_ATTENTION = training.SDPA_BACKENDS
     ts.CONFIGS["sft"]["default"] = {**ts.CONFIGS["sft"]["default"], **lora_fields(args)}
     tok = models.load_tokenizer(args.tokenizer)
     records = data.load_ecqa(args.data, train_sample_size=max(args.steps, args.dpo_steps) * 16, seed=0)["train"]

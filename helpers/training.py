@@ -179,7 +179,8 @@ class TrainResult:
 # tries cuDNN first, and cuDNN builds an execution graph on the host for every new batch shape (each padded batch has
 # its own): on an H200 that made steps 1.2-2.7x slower than FlashAttention / memory-efficient SDPA, same losses
 # (benchmarks/NOTES.md, session 17). A T4 (sm75) cannot run cuDNN attention (sm80 or newer), so nothing changes there.
-TRAINING_ATTENTION = [b for name, b in SDPBackend.__members__.items() if name not in ("ERROR", "CUDNN_ATTENTION")]
+SDPA_BACKENDS = [b for name, b in SDPBackend.__members__.items() if name != "ERROR"]  # every one: PyTorch's own choice
+TRAINING_ATTENTION = [b for b in SDPA_BACKENDS if b != SDPBackend.CUDNN_ATTENTION]
 
 
 def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
