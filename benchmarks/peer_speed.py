@@ -33,6 +33,10 @@ the project's learning rates. Each side runs in its own process
   PyTorch picks cuDNN first, and cuDNN builds an execution graph on the host for each new shape (every padded
   batch has its own); a T4 never uses cuDNN attention. Measured as the lever ``no-cudnn-attn`` (the other way
   round) at 1.2–2.7x: adopted (NOTES.md, session 17);
+* ``dropout-0`` / ``dropout-0-offload``: the project's SFT with LoRA dropout 0 (Unsloth's setting; the project's is
+  0.05, which keeps a dropped-out copy of each LoRA layer's input and its mask for the backward pass), the second
+  with ``gc-offload`` too: the two memory differences to Unsloth known from the code, measured. Dropout changes what
+  is learned, so this is an explanation, not a candidate default (SFT only: DPO trains the SFT adapter as it is);
 * ``unsloth``: ``FastLanguageModel`` 4-bit + ``get_peft_model`` (dropout 0, Unsloth's fast-LoRA path
   and its notebooks' setting; the project uses 0.05) with Unsloth's offloaded gradient checkpointing,
   trained by TRL's SFTTrainer / DPOTrainer as Unsloth patches them. Unsloth 2026.10.9 pins
@@ -65,9 +69,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; helpers one folder up
 
-SIDES = ("project", "padding-free", "liger", "gc-half", "gc-offload", "fp16-nocast", "cudnn-attn", "unsloth")
-GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}}  # transformers >= 5.17 only
-LEVER_STAGES = {"padding-free": ("sft",)}  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free
+SIDES = (
+    *("project", "padding-free", "liger", "gc-half", "gc-offload", "fp16-nocast", "cudnn-attn"),
+    *("dropout-0", "dropout-0-offload", "unsloth"),
+)
+GC_LEVERS = {  # transformers >= 5.17 only
+    "gc-half": {"every_n_layers": 2},
+    "gc-offload": {"offload": True},
+    "dropout-0-offload": {"offload": True},
+}
+DROPOUT_0 = ("dropout-0", "dropout-0-offload")
+LEVER_STAGES = {  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free; DPO keeps the SFT adapter's
+    "padding-free": ("sft",),
+    **dict.fromkeys(DROPOUT_0, ("sft",)),
+}
 MLP = ["gate_proj", "up_proj", "down_proj"]  # with helpers.training.QKVO: PEFT's "all-linear" on a Llama, for Unsloth
 
 
@@ -143,7 +158,8 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
         training.keep_adapter_fp32_for_fp16 = keep_fp32_no_input_cast
     if side == "cudnn-attn":  # every SDPA backend, cuDNN's too: PyTorch's own choice, the default until session 17
         training.TRAINING_ATTENTION = training.SDPA_BACKENDS
-    ts.CONFIGS["sft"]["default"] = {**ts.CONFIGS["sft"]["default"], **lora_fields(args)}
+    dropout = {"lora_dropout": 0.0} if side in DROPOUT_0 else {}  # Unsloth's setting (its fast-LoRA path needs it)
+    ts.CONFIGS["sft"]["default"] = {**ts.CONFIGS["sft"]["default"], **lora_fields(args), **dropout}
     tok = models.load_tokenizer(args.tokenizer)
     records = data.load_ecqa(args.data, train_sample_size=max(args.steps, args.dpo_steps) * 16, seed=0)["train"]
     pair_ds = Dataset.from_list(json.loads((args.work / "dpo.json").read_text()))
@@ -155,6 +171,8 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
             steps = args.steps if stage == "sft" else args.dpo_steps
             row = ts.run_one(stage, "default", precision, Path(info["base"]), args.work, records, pair_ds, steps, tok)
             row["config"], row["lora_modules"] = side, SFTSettings(**lora_fields(args)).target_modules
+            shape = ts.CONFIGS["sft"]["default"] if stage == "sft" else lora_fields(args)  # DPO: prepare's adapter
+            row["lora_dropout"] = SFTSettings(**shape).lora_dropout
             rows.append(row)
             _save(args, side, rows)
     return rows

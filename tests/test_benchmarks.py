@@ -106,6 +106,7 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
         "project",
         "padding-free",
         "gc-half",
+        "dropout-0",
         "--lora-modules",
         "qkvo",
         "--stages",
@@ -127,13 +128,16 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
     )
     rows = json.loads(next((tmp_path / "res").glob("*-cpu-peers.json")).read_text())
     assert "warm-up" not in out and {r["warmup_steps"] for r in rows} == {0}
-    assert [r["position"] for r in rows] == [0, 1, 2]
+    assert [r["position"] for r in rows] == [0, 1, 2, 3]
     assert [(r["stage"], r["config"]) for r in rows] == [
         ("sft", "project"),
         ("sft", "padding-free"),
         ("sft", "gc-half"),
+        ("sft", "dropout-0"),
     ]
-    project, padding_free, gc_half = rows
+    project, padding_free, gc_half, dropout_0 = rows
+    assert [r["lora_dropout"] for r in rows] == [SFTSettings().lora_dropout] * 3 + [0.0]  # only that side changes it
+    assert SFTSettings().lora_dropout > 0 and dropout_0["tokens"] == project["tokens"]
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import train_speed as ts
 
