@@ -80,6 +80,7 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 10  # generation at 1B, bf16, 4-bit and merged: SDPA's own kernel choice vs no cuDNN
 #   bash .carry-peers/gap.sh 11  # SFT and DPO forced fp16: the project (no cuDNN attention) vs Unsloth, A-B-A
 #   bash .carry-peers/gap.sh 12  # SFT bf16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload, Unsloth, project
+#   bash .carry-peers/gap.sh 13  # SFT forced fp16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -110,6 +111,8 @@ case "$1" in
        --precision fp16 $unsloth --work /tmp/peers-fp16 --tag peers-fp16-default ;;
   12) timeout 575 python3 benchmarks/peer_speed.py --sides project dropout-0 dropout-0-offload unsloth project \
        --stages sft $common --precision bf16 --steps 24 $unsloth --work /tmp/peers-sft --tag peers-sft-memory ;;
+  13) timeout 575 python3 benchmarks/peer_speed.py --sides project dropout-0 dropout-0-offload --stages sft $common \
+       --precision fp16 --steps 24 --work /tmp/peers-sft --tag peers-sft-memory-fp16 ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
