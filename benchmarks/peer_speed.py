@@ -51,7 +51,9 @@ the project's learning rates. Each side runs in its own process
 row with the error's last lines for a side that breaks) go to
 benchmarks/results/<date>-<card>-peers.json; a short table is printed last. Before anything is timed, the first
 side and Unsloth run their rows for ``--warmup-steps`` steps (untimed, rows discarded): on a freshly started
-machine the first process measured ~1.5x slower than the same work after it.
+machine the first process measured ~1.5x slower than the same work after it. ``--profile-steps`` and
+``--memory-steps`` add untimed runs after the timed rows: a profile of the steady steps, and what is alive on the
+GPU at each side's peak (`memory_peak`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ import datetime as dt
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -296,8 +299,9 @@ def run_side(args, side: str, seconds: float, phase: str = "timed") -> list[dict
     """One side in its own process (at most ``seconds``); a failure becomes a row carrying the error's last lines.
     ``phase`` "warmup": the same rows for ``--warmup-steps`` steps each; "profile": for the steady-state rate's
     warm-up steps then ``--profile-steps`` steps under torch.profiler, a table per row in
-    ``<--out>/profile-<tag>/<side>/`` (train_speed.StepClock). Either is logged to log-<side>-<phase>.txt and keeps
-    no rows."""
+    ``<--out>/profile-<tag>/<side>/`` (train_speed.StepClock); "memory": ``--memory-steps`` steps with the GPU's
+    allocations recorded, a summary of each row's peak in ``<--work>/memory-<tag>/<side>/``. Each is logged to
+    log-<side>-<phase>.txt and keeps no rows."""
     import train_speed as ts
 
     out = args.work / f"rows-{side}.json"
@@ -312,6 +316,10 @@ def run_side(args, side: str, seconds: float, phase: str = "timed") -> list[dict
         profiled = ts.WARMUP_STEPS + args.profile_steps
         cmd += ["--steps", str(min(profiled, args.steps)), "--dpo-steps", str(min(profiled, args.dpo_steps))]
         env[ts.PROFILE_ENV] = str(args.out / f"profile-{args.tag}" / side)
+    elif phase == "memory":
+        cmd += ["--steps", str(min(args.memory_steps, args.steps))]
+        cmd += ["--dpo-steps", str(min(args.memory_steps, args.dpo_steps))]
+        env[ts.MEMORY_ENV] = str(args.work / f"memory-{args.tag}" / side)
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(seconds, 1), check=False)
@@ -361,6 +369,13 @@ def main() -> None:
         default=0,
         help="last, untimed: each side runs its rows again, these steps after the warm-up ones (at most the timed "
         "rows' steps in all) under torch.profiler (tables in <--out>/profile-<tag>/<side>/)",
+    )
+    parser.add_argument(
+        "--memory-steps",
+        type=int,
+        default=0,
+        help="last, untimed, GPU only: each side runs its rows again for this many steps with its GPU allocations "
+        "recorded; what was alive at the peak goes to <--out>/memory-<tag>/<side>/ (benchmarks/memory_peak.py)",
     )
     parser.add_argument("--data", default="../shared/data/ecqa")
     parser.add_argument("--tokenizer", default="smollm2-135m", help="stand-in tokenizer: preset or folder")
@@ -432,6 +447,13 @@ def main() -> None:
         left = args.deadline - (time.perf_counter() - t0)
         if left >= 20:
             run_side(args, side, left, phase="profile")
+    for side in dict.fromkeys(args.sides) if args.memory_steps > 0 else ():  # last: recording slows every step
+        left = args.deadline - (time.perf_counter() - t0)
+        if left >= 20:
+            run_side(args, side, left, phase="memory")
+            for text in sorted((args.work / f"memory-{args.tag}" / side).glob("*.txt")):  # the pickles stay in --work
+                (args.out / f"memory-{args.tag}" / side).mkdir(parents=True, exist_ok=True)
+                shutil.copy(text, args.out / f"memory-{args.tag}" / side / text.name)
     print(
         f"\n{'stage':5} {'dtype':5} {'side':13} {'tok/s':>8} {'steady':>8} {'steady x project':>16} {'peak GiB':>8}"
         f"  [{card}]"

@@ -119,6 +119,7 @@ def _peak_gib() -> float:
 
 
 PROFILE_ENV = "STEP_PROFILE"  # a folder: StepClock profiles the steps after WARMUP_STEPS, one table per run
+MEMORY_ENV = "STEP_MEMORY"  # a folder: StepClock records GPU allocations over the whole run (memory_peak.py)
 
 
 class StepClock(TrainerCallback):
@@ -126,7 +127,9 @@ class StepClock(TrainerCallback):
 
     With ``$STEP_PROFILE`` set to a folder, the steps after the first ``WARMUP_STEPS`` run under
     ``torch.profiler`` and ``<folder>/<label>.txt`` gets its table of the most expensive operations (by
-    self time, the device's where there is one): what a side spends its steady steps on.
+    self time, the device's where there is one): what a side spends its steady steps on. With ``$STEP_MEMORY`` set
+    to a folder (and a GPU), every step's allocations are recorded and ``<folder>/<label>-memory.txt`` says what
+    was alive at the run's peak, by the code that allocated it (`memory_peak`).
     """
 
     def __init__(self, label: str = "run") -> None:
@@ -134,6 +137,15 @@ class StepClock(TrainerCallback):
         folder = os.environ.get(PROFILE_ENV)
         self.profile_to = Path(folder) / f"{label}.txt" if folder else None
         self.profiler: torch.profiler.profile | None = None
+        memory = os.environ.get(MEMORY_ENV)
+        self.memory_to = Path(memory) / f"{label}-memory" if memory and torch.cuda.is_available() else None
+        self.memory_baseline: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.memory_to is not None:
+            import memory_peak  # beside this file, as this module is
+
+            self.memory_baseline = memory_peak.record()
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         _sync()
@@ -146,6 +158,11 @@ class StepClock(TrainerCallback):
             self.profiler.start()
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.memory_to is not None and self.memory_baseline is not None:
+            import memory_peak
+
+            print(memory_peak.write(self.memory_to, self.memory_baseline), flush=True)
+            self.memory_baseline = None
         if self.profiler is None or self.profile_to is None:
             return
         _sync()

@@ -258,6 +258,11 @@ def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anyth
     assert calls == [("project", t), ("unsloth", t), ("project", t), ("project", "profile"), ("unsloth", "profile")]
     rows = json.loads(next((tmp_path / "c").glob("*-peers.json")).read_text())
     assert len(rows) == 3  # a profile run keeps no rows
+    calls.clear()
+    recorded = ["--warmup-steps", "0", "--profile-steps", "2", "--memory-steps", "2", "--out", str(tmp_path / "d")]
+    monkeypatch.setattr(sys, "argv", ["peer_speed.py", *sides, *common, *recorded])
+    ps.main()  # each side's allocations recorded once, after everything else (recording slows every step)
+    assert calls[-4:] == [("project", "profile"), ("unsloth", "profile"), ("project", "memory"), ("unsloth", "memory")]
 
 
 def test_peer_speed_warm_up_process_runs_few_steps_and_keeps_no_rows(tmp_path, monkeypatch, capsys):
@@ -290,6 +295,10 @@ def test_peer_speed_warm_up_process_runs_few_steps_and_keeps_no_rows(tmp_path, m
     assert seen[2][-4:] == ["--steps", "7", "--dpo-steps", "5"]  # 3 warm-up steps, then 4 profiled; no more than timed
     assert envs[2]["STEP_PROFILE"] == str(tmp_path / "o" / "profile-t" / "project") and "STEP_PROFILE" not in envs[0]
     assert (tmp_path / "log-project-profile.txt").is_file()
+    args.memory_steps = 4
+    assert ps.run_side(args, "project", 60, phase="memory") == []
+    assert seen[3][-4:] == ["--steps", "4", "--dpo-steps", "4"] and "STEP_PROFILE" not in envs[3]
+    assert envs[3]["STEP_MEMORY"] == str(tmp_path / "memory-t" / "project")
     monkeypatch.setattr(
         ps.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "Boom: no GPU")
     )
@@ -318,3 +327,39 @@ def test_step_clock_profiles_the_steps_after_its_warm_up_only_when_asked(tmp_pat
     text = (tmp_path / "prof" / "sft-default-bf16.txt").read_text()
     assert text.startswith("2 profiled steps, 20 tokens in") and "aten::mm" in text
     assert "sorted by self_cpu_time_total" in text  # the host's table (on a GPU the device's comes first)
+
+
+def test_memory_peak_replays_the_trace_to_its_peak_and_groups_what_is_alive_by_the_allocating_code(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import memory_peak
+
+    def frames(*where):  # innermost first, as PyTorch records them
+        return [{"filename": f, "line": line, "name": name} for f, line, name in where]
+
+    torch_op = ("/venv/lib/python3.12/site-packages/torch/nn/functional.py", 10, "dropout")
+    lora = ("/venv/lib/python3.12/site-packages/peft/tuners/lora/bnb.py", 500, "forward")
+    loss = ("/venv/lib/python3.12/site-packages/trl/trainer/sft_trainer.py", 900, "compute_loss")
+    gib = 2**30
+    trace = [
+        {"action": "alloc", "addr": 1, "size": gib, "frames": frames(torch_op, lora)},
+        {"action": "alloc", "addr": 2, "size": gib, "frames": frames(torch_op, lora)},
+        {"action": "free_requested", "addr": 1, "size": gib, "frames": []},
+        {"action": "free_completed", "addr": 1, "size": gib, "frames": []},
+        {"action": "free_completed", "addr": 99, "size": gib // 2, "frames": []},  # allocated before recording
+        {"action": "alloc", "addr": 3, "size": 2 * gib, "frames": frames(loss)},  # the peak: 0.5 + 1 + 2 + 1 GiB
+        {"action": "free_completed", "addr": 3, "size": 2 * gib, "frames": []},
+        {"action": "alloc", "addr": 4, "size": gib, "frames": frames(torch_op)},  # after the peak: not in it
+    ]
+    text = memory_peak.peak_summary({"device_traces": [trace]}, baseline=gib, reported_peak=int(3.5 * gib))
+    assert (
+        text.splitlines()[0] == "peak 3.500 GiB at allocator event 5 of 7 (torch.cuda.max_memory_allocated: 3.500 GiB)"
+    )
+    assert "still alive: 0.500 GiB" in text and "alive at the peak: 3.000 GiB, 2 blocks" in text
+    table = text.split("allocated by (innermost frame outside torch)\n")[1].splitlines()
+    assert table == [
+        "   2.000       1  trl/trainer/sft_trainer.py:900 compute_loss",
+        "   1.000       1  tuners/lora/bnb.py:500 forward",
+    ]
+    assert "WARNING" not in text
+    empty = memory_peak.peak_summary({"device_traces": []}, baseline=0)
+    assert empty.startswith("peak 0.000 GiB at allocator event 0 of 0")

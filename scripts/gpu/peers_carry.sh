@@ -4,7 +4,7 @@
 # bitsandbytes, datasets, liger or unsloth), the ECQA data, the SmolLM2 tokenizer standing in for Llama's, a
 # snapshot of helpers/ + benchmarks/, and the scripts that run there. About 25 MB of the 64 MiB a call may carry.
 #   bash scripts/gpu/peers_carry.sh [DEST]      # DEST defaults to .carry-peers (git-ignored: /.carry*/)
-# then on the device machine, from the repository root:  bash .carry-peers/train.sh  /  gen.sh  /  gap.sh 1-12
+# then on the device machine, from the repository root:  bash .carry-peers/train.sh  /  gen.sh  /  gap.sh 1-14
 #
 #   site-common:  bitsandbytes 0.50.2 with only its CUDA 13.x and CPU libraries (43 MB wheel -> ~7 MB), dill, multiprocess
 #   site-project: trl 1.16.0, datasets 5.2.0, liger-kernel 0.8.5 (the project's own versions)
@@ -81,6 +81,7 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 11  # SFT and DPO forced fp16: the project (no cuDNN attention) vs Unsloth, A-B-A
 #   bash .carry-peers/gap.sh 12  # SFT bf16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload, Unsloth, project
 #   bash .carry-peers/gap.sh 13  # SFT forced fp16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload
+#   bash .carry-peers/gap.sh 14  # SFT bf16 + fp16: project, dropout-0-offload, Unsloth, then each side's allocations at its peak
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -113,6 +114,8 @@ case "$1" in
        --stages sft $common --precision bf16 --steps 24 $unsloth --work /tmp/peers-sft --tag peers-sft-memory ;;
   13) timeout 575 python3 benchmarks/peer_speed.py --sides project dropout-0 dropout-0-offload --stages sft $common \
        --precision fp16 --steps 24 --work /tmp/peers-sft --tag peers-sft-memory-fp16 ;;
+  14) timeout 575 python3 benchmarks/peer_speed.py --sides project dropout-0-offload unsloth --stages sft $common \
+       --steps 6 --warmup-steps 0 --memory-steps 4 $unsloth --work /tmp/peers-sft --tag peers-sft-peak ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
