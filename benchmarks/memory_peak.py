@@ -65,8 +65,9 @@ def peak_summary(snapshot: dict[str, Any], baseline: int, reported_peak: int | N
             freed_before += e["size"]
     sites: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for e in live.values():
-        sites[_site(e.get("frames", []))][0] += e["size"]
-        sites[_site(e.get("frames", []))][1] += 1
+        site = sites[_site(e.get("frames", []))]
+        site[0] += e["size"]
+        site[1] += 1
     gib = 2**30
     lines = [
         f"peak {peak / gib:.3f} GiB at allocator event {peak_at + 1} of {len(events)}"

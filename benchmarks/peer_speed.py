@@ -76,11 +76,8 @@ SIDES = (
     *("project", "padding-free", "liger", "gc-half", "gc-offload", "fp16-nocast", "cudnn-attn"),
     *("dropout-0", "dropout-0-offload", "unsloth"),
 )
-GC_LEVERS = {  # transformers >= 5.17 only
-    "gc-half": {"every_n_layers": 2},
-    "gc-offload": {"offload": True},
-    "dropout-0-offload": {"offload": True},
-}
+GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}}  # transformers >= 5.17 only
+GC_LEVERS["dropout-0-offload"] = GC_LEVERS["gc-offload"]  # the same offloading, with dropout 0
 DROPOUT_0 = ("dropout-0", "dropout-0-offload")
 LEVER_STAGES = {  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free; DPO keeps the SFT adapter's
     "padding-free": ("sft",),
