@@ -81,7 +81,8 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 11  # SFT and DPO forced fp16: the project (no cuDNN attention) vs Unsloth, A-B-A
 #   bash .carry-peers/gap.sh 12  # SFT bf16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload, Unsloth, project
 #   bash .carry-peers/gap.sh 13  # SFT forced fp16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload
-#   bash .carry-peers/gap.sh 14  # SFT bf16 + fp16: project, dropout-0-offload, Unsloth, then each side's allocations at its peak
+#   bash .carry-peers/gap.sh 14  # SFT fp16: project, gc-offload, dropout-0-offload, Unsloth, then each side's allocations at its peak
+#   bash .carry-peers/gap.sh 15  # the same in bf16
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -114,8 +115,10 @@ case "$1" in
        --stages sft $common --precision bf16 --steps 24 $unsloth --work /tmp/peers-sft --tag peers-sft-memory ;;
   13) timeout 575 python3 benchmarks/peer_speed.py --sides project dropout-0 dropout-0-offload --stages sft $common \
        --precision fp16 --steps 24 --work /tmp/peers-sft --tag peers-sft-memory-fp16 ;;
-  14) timeout 575 python3 benchmarks/peer_speed.py --sides project dropout-0-offload unsloth --stages sft $common \
-       --steps 6 --warmup-steps 0 --memory-steps 4 $unsloth --work /tmp/peers-sft --tag peers-sft-peak ;;
+  14|15) p=$([ "$1" = 14 ] && echo fp16 || echo bf16)
+     timeout 575 python3 benchmarks/peer_speed.py --sides project gc-offload dropout-0-offload unsloth --stages sft \
+       $common --precision $p --steps 6 --warmup-steps 0 --memory-steps 4 $unsloth --work /tmp/peers-sft \
+       --tag peers-sft-peak-$p ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
