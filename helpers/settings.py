@@ -185,6 +185,12 @@ class TrainSettings(Settings):
     gradient_checkpointing: bool = setting(
         True, "recompute activations: about a third more compute, a third of the memory"
     )
+    offload_checkpoints: bool = setting(
+        True,
+        "with gradient checkpointing on a GPU: keep each layer's saved input in host memory until the backward"
+        " pass (less GPU memory, the same results)",
+        resume_free=True,
+    )
     group_by_length: bool = setting(True, "batches of similar lengths: less padding computed")
     save_steps: int = setting(50, "write a checkpoint every this many steps", ge=1, resume_free=True)
     save_total_limit: int = setting(2, "checkpoints kept", ge=1, resume_free=True)

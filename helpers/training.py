@@ -59,14 +59,25 @@ def ddp_args(s: TrainSettings) -> dict[str, Any]:
         "ddp_find_unused_parameters": False,
     }
     if s.gradient_checkpointing:
-        # Non-reentrant checkpointing is the variant DDP supports (reentrant recomputation marks a weight ready
-        # twice). transformers 5.x defaults to it; pinned so a version with the old default cannot switch it.
-        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+        args["gradient_checkpointing_kwargs"] = checkpointing_kwargs(s)
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Several processes without a GPU: transformers makes them one DDP run (gloo) only when told to use the
         # CPU; otherwise each process trains alone on all the data. One process is left as it was.
         args["use_cpu"] = True
     return args
+
+
+def checkpointing_kwargs(s: TrainSettings) -> dict[str, Any]:
+    """``gradient_checkpointing_kwargs``: how the checkpointed decoder layers save and recompute."""
+    # Non-reentrant checkpointing is the variant DDP supports (reentrant recomputation marks a weight ready
+    # twice). transformers 5.x defaults to it; pinned so a version with the old default cannot switch it.
+    kwargs: dict[str, Any] = {"use_reentrant": False}
+    if s.offload_checkpoints and torch.cuda.is_available():
+        # transformers >= 5.17 (pinned): `save_on_cpu(pin_memory=True)` around each checkpointed layer, so the
+        # layer inputs wait for the backward pass in host memory. The same values, less GPU memory
+        # (benchmarks/NOTES.md, issue 15). Without a GPU they are in host memory already.
+        kwargs["offload"] = True
+    return kwargs
 
 
 def common_args(s: TrainSettings) -> dict[str, Any]:

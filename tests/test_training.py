@@ -290,6 +290,7 @@ def test_resume_under_a_changed_setting_or_input_is_refused_with_the_fix(tmp_pat
         {"save_total_limit": 5},
         {"report_to": "none"},
         {"save_merged": True},
+        {"offload_checkpoints": False},
         {"root": "/elsewhere"},
         {"data_source": "/local/ecqa"},
     ],
@@ -468,3 +469,59 @@ def test_wandb_offline_run_is_written(tmp_path, monkeypatch, short_train, smol_m
     assert len(runs) == 1, list(tmp_path.rglob("*"))[:20]
     assert list(runs[0].glob("*.wandb")), "the offline run holds its log file"
     shutil.rmtree(tmp_path / "wandb", ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("cuda", "offload", "expected"),
+    [
+        (True, True, {"use_reentrant": False, "offload": True}),
+        (True, False, {"use_reentrant": False}),
+        (False, True, {"use_reentrant": False}),  # without a GPU the activations are in host memory already
+    ],
+)
+def test_checkpointed_layers_keep_their_inputs_in_host_memory_on_a_gpu(monkeypatch, tmp_path, cuda, offload, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    s = SFTSettings(root=str(tmp_path), offload_checkpoints=offload)
+    assert training.checkpointing_kwargs(s) == expected
+    assert training.ddp_args(s)["gradient_checkpointing_kwargs"] == expected
+    assert "gradient_checkpointing_kwargs" not in training.ddp_args(s.replace(gradient_checkpointing=False))
+
+
+def test_offloaded_checkpoints_give_the_same_loss_and_lora_gradients(monkeypatch):
+    """transformers' ``offload`` (the pinned version has it) moves saved values, it does not change them.
+
+    On a CPU there is no pinned memory: the test unpins transformers' ``save_on_cpu`` and counts what it saves.
+    """
+    import transformers.modeling_utils as mu
+    from peft import get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    saved: list[torch.Size] = []
+
+    class Unpinned(torch.autograd.graph.save_on_cpu):
+        def __init__(self, pin_memory: bool = False, device_type: str = "cuda") -> None:
+            super().__init__(pin_memory=False, device_type=device_type)
+            pack = self.pack_hook
+            self.pack_hook = lambda t: (saved.append(t.shape), pack(t))[1]
+
+    monkeypatch.setattr(mu, "save_on_cpu", Unpinned)
+
+    shape = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, vocab_size=256)
+    ids = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(0))
+    results = []
+    for offload in (False, True):
+        torch.manual_seed(0)
+        base = LlamaForCausalLM(LlamaConfig(**shape))
+        model = get_peft_model(base, training.lora_config(SFTSettings(lora_r=8, lora_alpha=16, lora_dropout=0.0)))
+        model.train()
+        kwargs = training.checkpointing_kwargs(SFTSettings())
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs, offload=offload)
+        assert all(layer.gradient_checkpointing for layer in base.model.layers)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results.append((loss.item(), grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert sum(shape == (2, 24, 64) for shape in saved) >= 3  # each layer's input went through save_on_cpu
+    assert loss_a == loss_b and grads_a.keys() == grads_b.keys() and len(grads_a) == 3 * 7 * 2
+    assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
