@@ -22,8 +22,10 @@ the project's learning rates. Each side runs in its own process
   SwiGLU kernels; TRL 1.16 keeps its own fused LM head instead of Liger's fused cross-entropy);
 * ``gc-half`` / ``gc-offload``: the project's SFT and DPO with transformers 5.17's
   ``gradient_checkpointing_kwargs`` ``every_n_layers=2`` (recompute every other layer, keep the rest) or
-  ``offload=True`` (checkpointed activations kept in host memory: Unsloth's idea, without Unsloth). Colab's
-  transformers 5.15 has neither, so a win here could not be a notebook default there;
+  ``offload=True`` (checkpointed activations kept in host memory: Unsloth's idea, without Unsloth). The package
+  pins transformers 5.17, so Colab's notebooks have both; ``offload`` is the default since session 19
+  (``offload_checkpoints``), so ``gc-offload`` is now the project itself and ``gpu-checkpoints`` is the project
+  as it was (the checkpointed activations kept on the GPU);
 * ``fp16-nocast``: the project's SFT and DPO with PEFT's ``disable_input_dtype_casting``: under fp16 the
   LoRA weights are fp32 (the grad scaler needs them so), and PEFT casts every LoRA layer's fp16 input up to
   fp32 before autocast casts it back down; with the cast off the input stays fp16 (a no-op under bf16).
@@ -34,9 +36,10 @@ the project's learning rates. Each side runs in its own process
   batch has its own); a T4 never uses cuDNN attention. Measured as the lever ``no-cudnn-attn`` (the other way
   round) at 1.2–2.7x: adopted (NOTES.md, session 17);
 * ``dropout-0`` / ``dropout-0-offload``: the project's SFT with LoRA dropout 0 (Unsloth's setting; the project's is
-  0.05, which keeps a dropped-out copy of each LoRA layer's input and its mask for the backward pass), the second
-  with ``gc-offload`` too: the two memory differences to Unsloth known from the code, measured. Dropout changes what
-  is learned, so this is an explanation, not a candidate default (SFT only: DPO trains the SFT adapter as it is);
+  0.05, which keeps a dropped-out copy of each LoRA layer's input and its mask for the backward pass), the first
+  with the checkpointed activations on the GPU (``gpu-checkpoints``), the second with ``gc-offload``: the two
+  memory differences to Unsloth known from the code, measured. Dropout changes what is learned, so this is an
+  explanation, not a candidate default (SFT only: DPO trains the SFT adapter as it is);
 * ``unsloth``: ``FastLanguageModel`` 4-bit + ``get_peft_model`` (dropout 0, Unsloth's fast-LoRA path
   and its notebooks' setting; the project uses 0.05) with Unsloth's offloaded gradient checkpointing,
   trained by TRL's SFTTrainer / DPOTrainer as Unsloth patches them. Unsloth 2026.10.9 pins
@@ -73,10 +76,11 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; helpers one folder up
 
 SIDES = (
-    *("project", "padding-free", "liger", "gc-half", "gc-offload", "fp16-nocast", "cudnn-attn"),
+    *("project", "padding-free", "liger", "gc-half", "gc-offload", "gpu-checkpoints", "fp16-nocast", "cudnn-attn"),
     *("dropout-0", "dropout-0-offload", "unsloth"),
 )
-GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}}  # transformers >= 5.17 only
+GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}, "gpu-checkpoints": {"offload": False}}
+GC_LEVERS["dropout-0"] = GC_LEVERS["gpu-checkpoints"]  # dropout 0 alone, whatever the default's offloading
 GC_LEVERS["dropout-0-offload"] = GC_LEVERS["gc-offload"]  # the same offloading, with dropout 0
 DROPOUT_0 = ("dropout-0", "dropout-0-offload")
 LEVER_STAGES = {  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free; DPO keeps the SFT adapter's
@@ -140,7 +144,7 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
                 cfg.padding_free, cfg.max_length = True, None  # TRL refuses max_length without packing
             elif side == "liger":
                 cfg.use_liger_kernel = True
-            elif side in GC_LEVERS:  # the Trainer reads these two keys itself (5.17; Colab's 5.15 has neither)
+            elif side in GC_LEVERS:  # the Trainer reads these two keys itself (transformers >= 5.17)
                 cfg.gradient_checkpointing_kwargs = {**(cfg.gradient_checkpointing_kwargs or {}), **GC_LEVERS[side]}
             return cfg
 

@@ -237,6 +237,18 @@ def sft_adapter_for_dpo(work: Path, base: Path, records, tokenizer, **shape) -> 
     return adapter
 
 
+def offloaded_layers(model: torch.nn.Module) -> int:
+    """Checkpointed decoder layers whose saved inputs go to host memory (transformers' ``offload=True`` wraps each
+    layer's checkpoint function in ``save_on_cpu``): what a row ran, read from the model, not from its settings."""
+    n = 0
+    for m in model.modules():
+        if hasattr(m, "self_attn") and getattr(m, "gradient_checkpointing", False):
+            func = getattr(m, "_gradient_checkpointing_func", None)
+            code = getattr(getattr(func, "func", func), "__code__", None)
+            n += "save_on_cpu" in getattr(code, "co_names", ())
+    return n
+
+
 def run_one(
     stage: str, name: str, precision: str, base: Path, root: Path, records, pair_ds, steps: int, tokenizer
 ) -> dict:
@@ -304,6 +316,7 @@ def run_one(
         checkpointed_layers=sum(  # decoder layers that recompute their forward (transformers' flag on each)
             bool(getattr(m, "gradient_checkpointing", False)) for m in model.modules() if hasattr(m, "self_attn")
         ),
+        offloaded_layers=offloaded_layers(model),
         group_by_length=s.group_by_length,
         precompute_ref_log_probs=getattr(s, "precompute_ref_log_probs", None),
         embedding_dtype=str(embed.dtype).replace("torch.", ""),

@@ -138,6 +138,7 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
     project, padding_free, gc_half, dropout_0 = rows
     assert [r["lora_dropout"] for r in rows] == [SFTSettings().lora_dropout] * 3 + [0.0]  # only that side changes it
     assert SFTSettings().lora_dropout > 0 and dropout_0["tokens"] == project["tokens"]
+    assert {r["offloaded_layers"] for r in rows} == {0}  # without a GPU the default keeps nothing elsewhere
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import train_speed as ts
 
@@ -363,3 +364,17 @@ def test_memory_peak_replays_the_trace_to_its_peak_and_groups_what_is_alive_by_t
     assert "WARNING" not in text
     empty = memory_peak.peak_summary({"device_traces": []}, baseline=0)
     assert empty.startswith("peak 0.000 GiB at allocator event 0 of 0")
+
+
+@pytest.mark.parametrize(("offload", "every_n_layers", "expected"), [(False, 1, 0), (True, 1, 3), (True, 2, 2)])
+def test_rows_count_the_offloaded_layers_from_the_model(monkeypatch, offload, every_n_layers, expected):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import train_speed as ts
+
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, vocab_size=64)
+    model = LlamaForCausalLM(LlamaConfig(**shape))
+    assert ts.offloaded_layers(model) == 0  # no checkpointing
+    model.gradient_checkpointing_enable(offload=offload, every_n_layers=every_n_layers)
+    assert ts.offloaded_layers(model) == expected

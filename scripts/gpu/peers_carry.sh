@@ -83,6 +83,7 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 13  # SFT forced fp16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload
 #   bash .carry-peers/gap.sh 14  # SFT fp16: project, gc-offload, dropout-0-offload, Unsloth, then each side's allocations at its peak
 #   bash .carry-peers/gap.sh 15  # the same in bf16
+#   bash .carry-peers/gap.sh 16  # DPO forced fp16: the project (checkpoints offloaded), gpu-checkpoints (as before), Unsloth, project
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -119,6 +120,8 @@ case "$1" in
      timeout 575 python3 benchmarks/peer_speed.py --sides project gc-offload dropout-0-offload unsloth --stages sft \
        $common --precision $p --steps 6 --warmup-steps 0 --memory-steps 4 $unsloth --work /tmp/peers-sft \
        --tag peers-sft-peak-$p ;;
+  16) timeout 575 python3 benchmarks/peer_speed.py --sides project gpu-checkpoints unsloth project --stages dpo $common \
+       --precision fp16 $unsloth --work /tmp/peers-dpo --tag peers-dpo-offload ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
