@@ -8,6 +8,7 @@ next to the adapter (``metrics.json``, ``metrics.csv``); wandb is added when ask
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -72,12 +73,20 @@ def checkpointing_kwargs(s: TrainSettings) -> dict[str, Any]:
     # Non-reentrant checkpointing is the variant DDP supports (reentrant recomputation marks a weight ready
     # twice). transformers 5.x defaults to it; pinned so a version with the old default cannot switch it.
     kwargs: dict[str, Any] = {"use_reentrant": False}
-    if s.offload_checkpoints and torch.cuda.is_available():
-        # transformers >= 5.17 (pinned): `save_on_cpu(pin_memory=True)` around each checkpointed layer, so the
-        # layer inputs wait for the backward pass in host memory. The same values, less GPU memory
-        # (benchmarks/NOTES.md, issue 15). Without a GPU they are in host memory already.
+    if s.offload_checkpoints and torch.cuda.is_available() and _transformers_offloads():
+        # `save_on_cpu(pin_memory=True)` around each checkpointed layer, so the layer inputs wait for the backward
+        # pass in host memory. The same values, less GPU memory (benchmarks/NOTES.md, issue 15). Without a GPU
+        # they are in host memory already.
         kwargs["offload"] = True
     return kwargs
+
+
+def _transformers_offloads() -> bool:
+    """transformers >= 5.17 (the pinned version) takes ``offload``; an older one, e.g. a Colab runtime that
+    imported its own 5.15 before the install cell, would hand it to ``torch.utils.checkpoint`` and fail."""
+    from transformers import PreTrainedModel
+
+    return "offload" in inspect.signature(PreTrainedModel.gradient_checkpointing_enable).parameters
 
 
 def common_args(s: TrainSettings) -> dict[str, Any]:

@@ -487,6 +487,18 @@ def test_checkpointed_layers_keep_their_inputs_in_host_memory_on_a_gpu(monkeypat
     assert "gradient_checkpointing_kwargs" not in training.ddp_args(s.replace(gradient_checkpointing=False))
 
 
+def test_an_older_transformers_trains_with_its_checkpoints_on_the_gpu_instead_of_failing(monkeypatch, tmp_path):
+    assert training._transformers_offloads()  # the pinned version
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    from transformers import PreTrainedModel
+
+    def older(self, gradient_checkpointing_kwargs=None):  # transformers 5.15's signature
+        pass
+
+    monkeypatch.setattr(PreTrainedModel, "gradient_checkpointing_enable", older)
+    assert training.checkpointing_kwargs(SFTSettings(root=str(tmp_path))) == {"use_reentrant": False}
+
+
 def test_offloaded_checkpoints_give_the_same_loss_and_lora_gradients(monkeypatch):
     """transformers' ``offload`` (the pinned version has it) moves saved values, it does not change them.
 
