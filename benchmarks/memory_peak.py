@@ -18,7 +18,10 @@ from typing import Any
 import torch
 
 MAX_ENTRIES = 2_000_000  # allocator events kept; a run that records more loses its earliest (the summary says so)
-_TORCH_PARTS = ("/torch/", "\\torch\\")  # frames inside torch say where, not who: the allocating site is above
+# Frames inside torch say where, not who: the allocating site is the first frame outside this torch's package folder
+# (matching "/torch/" in the path instead put a whole environment living under a folder named torch, transformers
+# and PEFT included, "inside torch").
+TORCH_DIR = str(Path(torch.__file__).parent)
 
 
 def record() -> int:
@@ -38,16 +41,22 @@ def write(stem: Path, baseline: int) -> str:
     return text
 
 
-def _site(frames: list[dict[str, Any]]) -> str:
+def _site(frames: list[dict[str, Any]], torch_dir: str) -> str:
     """The innermost frame outside torch (frames run from the allocation outwards)."""
     for f in frames:
-        if not any(part in f["filename"] for part in _TORCH_PARTS):
+        if not Path(f["filename"]).is_relative_to(torch_dir):
             tail = "/".join(Path(f["filename"]).parts[-3:])
             return f"{tail}:{f['line']} {f['name']}"
     return "(inside torch only)" if frames else "(no stack)"
 
 
-def peak_summary(snapshot: dict[str, Any], baseline: int, reported_peak: int | None = None, top: int = 25) -> str:
+def peak_summary(
+    snapshot: dict[str, Any],
+    baseline: int,
+    reported_peak: int | None = None,
+    top: int = 25,
+    torch_dir: str = TORCH_DIR,
+) -> str:
     """Replay device 0's trace from ``baseline`` bytes; the peak and what was alive then, by allocating site."""
     trace = snapshot["device_traces"][0] if snapshot.get("device_traces") else []
     events = [e for e in trace if e["action"] in ("alloc", "free_completed")]
@@ -65,7 +74,7 @@ def peak_summary(snapshot: dict[str, Any], baseline: int, reported_peak: int | N
             freed_before += e["size"]
     sites: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for e in live.values():
-        site = sites[_site(e.get("frames", []))]
+        site = sites[_site(e.get("frames", []), torch_dir)]
         site[0] += e["size"]
         site[1] += 1
     gib = 2**30

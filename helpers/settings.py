@@ -185,12 +185,6 @@ class TrainSettings(Settings):
     gradient_checkpointing: bool = setting(
         True, "recompute activations: about a third more compute, a third of the memory"
     )
-    offload_checkpoints: bool = setting(
-        True,
-        "with gradient checkpointing on a GPU: keep each layer's saved input in host memory until the backward"
-        " pass (less GPU memory, the same results)",
-        resume_free=True,
-    )
     group_by_length: bool = setting(True, "batches of similar lengths: less padding computed")
     save_steps: int = setting(50, "write a checkpoint every this many steps", ge=1, resume_free=True)
     save_total_limit: int = setting(2, "checkpoints kept", ge=1, resume_free=True)
@@ -235,6 +229,12 @@ class SFTSettings(TrainSettings):
         "train_sample_size",
     )
 
+    offload_checkpoints: bool = setting(
+        True,
+        "with gradient checkpointing on a GPU: keep each layer's saved input in host memory until the backward"
+        " pass (less GPU memory, the same results)",
+        resume_free=True,
+    )
     lora_r: int = setting(64, "LoRA rank: size of the two small matrices beside each targeted projection", ge=1)
     lora_alpha: int = setting(128, "LoRA scale: the update is multiplied by lora_alpha / lora_r", ge=1)
     lora_dropout: float = setting(0.05, "dropout on the LoRA input", ge=0, lt=1)

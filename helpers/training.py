@@ -73,10 +73,12 @@ def checkpointing_kwargs(s: TrainSettings) -> dict[str, Any]:
     # Non-reentrant checkpointing is the variant DDP supports (reentrant recomputation marks a weight ready
     # twice). transformers 5.x defaults to it; pinned so a version with the old default cannot switch it.
     kwargs: dict[str, Any] = {"use_reentrant": False}
-    if s.offload_checkpoints and torch.cuda.is_available() and _transformers_offloads():
-        # `save_on_cpu(pin_memory=True)` around each checkpointed layer, so the layer inputs wait for the backward
-        # pass in host memory. The same values, less GPU memory (benchmarks/NOTES.md, issue 15). Without a GPU
-        # they are in host memory already.
+    # SFT only: `save_on_cpu(pin_memory=True)` around each checkpointed layer, so the layer inputs wait for the
+    # backward pass in host memory. The same values, less GPU memory (benchmarks/NOTES.md, issue 15). Without a
+    # GPU they are in host memory already. TRL 1.16's DPOTrainer turns checkpointing off for each reference pass
+    # and back on with `gradient_checkpointing_enable(kwargs)`, which drops `offload` (measured: no layer
+    # offloaded, the same peak), so DPO does not offer it.
+    if isinstance(s, SFTSettings) and s.offload_checkpoints and torch.cuda.is_available() and _transformers_offloads():
         kwargs["offload"] = True
     return kwargs
 

@@ -337,8 +337,9 @@ def test_memory_peak_replays_the_trace_to_its_peak_and_groups_what_is_alive_by_t
     def frames(*where):  # innermost first, as PyTorch records them
         return [{"filename": f, "line": line, "name": name} for f, line, name in where]
 
-    torch_op = ("/venv/lib/python3.12/site-packages/torch/nn/functional.py", 10, "dropout")
-    lora = ("/venv/lib/python3.12/site-packages/peft/tuners/lora/bnb.py", 500, "forward")
+    site = "/opt/torch/lib/python3.12/site-packages"  # an environment in a folder named torch: only torch/ is torch
+    torch_op = (f"{site}/torch/nn/functional.py", 10, "dropout")
+    lora = (f"{site}/peft/tuners/lora/bnb.py", 500, "forward")
     loss = ("/venv/lib/python3.12/site-packages/trl/trainer/sft_trainer.py", 900, "compute_loss")
     gib = 2**30
     trace = [
@@ -351,7 +352,9 @@ def test_memory_peak_replays_the_trace_to_its_peak_and_groups_what_is_alive_by_t
         {"action": "free_completed", "addr": 3, "size": 2 * gib, "frames": []},
         {"action": "alloc", "addr": 4, "size": gib, "frames": frames(torch_op)},  # after the peak: not in it
     ]
-    text = memory_peak.peak_summary({"device_traces": [trace]}, baseline=gib, reported_peak=int(3.5 * gib))
+    text = memory_peak.peak_summary(
+        {"device_traces": [trace]}, baseline=gib, reported_peak=int(3.5 * gib), torch_dir=f"{site}/torch"
+    )
     assert (
         text.splitlines()[0] == "peak 3.500 GiB at allocator event 5 of 7 (torch.cuda.max_memory_allocated: 3.500 GiB)"
     )

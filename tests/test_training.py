@@ -290,7 +290,6 @@ def test_resume_under_a_changed_setting_or_input_is_refused_with_the_fix(tmp_pat
         {"save_total_limit": 5},
         {"report_to": "none"},
         {"save_merged": True},
-        {"offload_checkpoints": False},
         {"root": "/elsewhere"},
         {"data_source": "/local/ecqa"},
     ],
@@ -485,6 +484,11 @@ def test_checkpointed_layers_keep_their_inputs_in_host_memory_on_a_gpu(monkeypat
     assert training.checkpointing_kwargs(s) == expected
     assert training.ddp_args(s)["gradient_checkpointing_kwargs"] == expected
     assert "gradient_checkpointing_kwargs" not in training.ddp_args(s.replace(gradient_checkpointing=False))
+    assert training.checkpointing_kwargs(DPOSettings(root=str(tmp_path))) == {"use_reentrant": False}  # TRL drops it
+    record_key(s, INPUTS)  # it changes where values wait, not what is learned: a resume may change it
+    checkpoints.check_resumable(
+        s.output_dir, checkpoints.resume_key(s.replace(offload_checkpoints=not offload), INPUTS)
+    )
 
 
 def test_an_older_transformers_trains_with_its_checkpoints_on_the_gpu_instead_of_failing(monkeypatch, tmp_path):

@@ -84,6 +84,7 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 14  # SFT fp16: project, gc-offload, dropout-0-offload, Unsloth, then each side's allocations at its peak
 #   bash .carry-peers/gap.sh 15  # the same in bf16
 #   bash .carry-peers/gap.sh 16  # DPO forced fp16: the project (checkpoints offloaded), gpu-checkpoints (as before), Unsloth, project
+#   bash .carry-peers/gap.sh 17  # SFT forced fp16, 6 steps: the project (offloaded) and + Liger, then each one's allocations at its peak
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -122,6 +123,8 @@ case "$1" in
        --tag peers-sft-peak-$p ;;
   16) timeout 575 python3 benchmarks/peer_speed.py --sides project gpu-checkpoints unsloth project --stages dpo $common \
        --precision fp16 $unsloth --work /tmp/peers-dpo --tag peers-dpo-offload ;;
+  17) timeout 300 python3 benchmarks/peer_speed.py --sides project liger --stages sft $common --precision fp16 --steps 6 \
+       --warmup-steps 0 --memory-steps 4 --deadline 270 --work /tmp/peers-sft --tag peers-sft-liger-fp16 ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
