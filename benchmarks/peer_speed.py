@@ -19,7 +19,9 @@ the project's learning rates. Each side runs in its own process
   sequence through a block-diagonal mask built from ``position_ids``; TRL needs ``max_length=None``
   for it, and no ECQA sequence comes near 512 tokens). TRL 1.16's DPOTrainer ignores padding_free;
 * ``liger``: the project's SFT and DPO with ``use_liger_kernel=True`` (Liger's RMSNorm, RoPE and
-  SwiGLU kernels; TRL 1.16 keeps its own fused LM head instead of Liger's fused cross-entropy);
+  SwiGLU kernels; TRL 1.16 keeps its own fused LM head instead of Liger's fused cross-entropy). SFT's default on a
+  GPU since session 19 (``SFTSettings.liger_kernels``), so for SFT ``liger`` is the project itself and ``no-liger``
+  the project without them;
 * ``gc-half`` / ``gc-offload``: the project's SFT and DPO with transformers 5.17's
   ``gradient_checkpointing_kwargs`` ``every_n_layers=2`` (recompute every other layer, keep the rest) or
   ``offload=True`` (checkpointed activations kept in host memory: Unsloth's idea, without Unsloth). The package
@@ -76,8 +78,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_speed beside this file; helpers one folder up
 
 SIDES = (
-    *("project", "padding-free", "liger", "gc-half", "gc-offload", "gpu-checkpoints", "fp16-nocast", "cudnn-attn"),
-    *("dropout-0", "dropout-0-offload", "unsloth"),
+    *("project", "padding-free", "liger", "no-liger", "gc-half", "gc-offload", "gpu-checkpoints"),
+    *("fp16-nocast", "cudnn-attn", "dropout-0", "dropout-0-offload", "unsloth"),
 )
 GC_LEVERS = {"gc-half": {"every_n_layers": 2}, "gc-offload": {"offload": True}, "gpu-checkpoints": {"offload": False}}
 GC_LEVERS["dropout-0"] = GC_LEVERS["gpu-checkpoints"]  # dropout 0 alone, whatever the default's offloading
@@ -85,6 +87,7 @@ GC_LEVERS["dropout-0-offload"] = GC_LEVERS["gc-offload"]  # the same offloading,
 DROPOUT_0 = ("dropout-0", "dropout-0-offload")
 LEVER_STAGES = {  # TRL 1.16's DPOTrainer falls back to padding (warns) for padding_free; DPO keeps the SFT adapter's
     "padding-free": ("sft",),
+    "no-liger": ("sft",),  # DPO does not use Liger's kernels
     **dict.fromkeys(DROPOUT_0, ("sft",)),
 }
 MLP = ["gate_proj", "up_proj", "down_proj"]  # with helpers.training.QKVO: PEFT's "all-linear" on a Llama, for Unsloth
@@ -144,6 +147,8 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
                 cfg.padding_free, cfg.max_length = True, None  # TRL refuses max_length without packing
             elif side == "liger":
                 cfg.use_liger_kernel = True
+            elif side == "no-liger":
+                cfg.use_liger_kernel = False
             elif side in GC_LEVERS:  # the Trainer reads these two keys itself (transformers >= 5.17)
                 cfg.gradient_checkpointing_kwargs = {**(cfg.gradient_checkpointing_kwargs or {}), **GC_LEVERS[side]}
             return cfg

@@ -317,6 +317,10 @@ def run_one(
             bool(getattr(m, "gradient_checkpointing", False)) for m in model.modules() if hasattr(m, "self_attn")
         ),
         offloaded_layers=offloaded_layers(model),
+        liger_modules=sum(  # modules whose forward Liger replaced (RMSNorms, MLPs): what ran, read from the model
+            getattr(getattr(m.forward, "__func__", m.forward), "__module__", "").startswith("liger_kernel")
+            for m in model.modules()
+        ),
         group_by_length=s.group_by_length,
         precompute_ref_log_probs=getattr(s, "precompute_ref_log_probs", None),
         embedding_dtype=str(embed.dtype).replace("torch.", ""),

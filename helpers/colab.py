@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 DRIVE = Path("/content/drive")
-PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "bitsandbytes", "ipywidgets")
+PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "bitsandbytes", "liger-kernel", "ipywidgets")
 
 
 def on_colab() -> bool:

@@ -235,6 +235,11 @@ class SFTSettings(TrainSettings):
         " pass (less GPU memory, the same results)",
         resume_free=True,
     )
+    liger_kernels: bool = setting(
+        True,
+        "on a GPU: Liger's Triton kernels for RMSNorm, RoPE and SwiGLU (less GPU memory, the same computation)",
+        resume_free=True,
+    )
     lora_r: int = setting(64, "LoRA rank: size of the two small matrices beside each targeted projection", ge=1)
     lora_alpha: int = setting(128, "LoRA scale: the update is multiplied by lora_alpha / lora_r", ge=1)
     lora_dropout: float = setting(0.05, "dropout on the LoRA input", ge=0, lt=1)

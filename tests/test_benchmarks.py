@@ -139,6 +139,7 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
     assert [r["lora_dropout"] for r in rows] == [SFTSettings().lora_dropout] * 3 + [0.0]  # only that side changes it
     assert SFTSettings().lora_dropout > 0 and dropout_0["tokens"] == project["tokens"]
     assert {r["offloaded_layers"] for r in rows} == {0}  # without a GPU the default keeps nothing elsewhere
+    assert {r["liger_modules"] for r in rows} == {0}  # and runs no Triton kernel
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import train_speed as ts
 

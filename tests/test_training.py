@@ -541,3 +541,24 @@ def test_offloaded_checkpoints_give_the_same_loss_and_lora_gradients(monkeypatch
     assert sum(shape == (2, 24, 64) for shape in saved) >= 3  # each layer's input went through save_on_cpu
     assert loss_a == loss_b and grads_a.keys() == grads_b.keys() and len(grads_a) == 3 * 7 * 2
     assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
+
+
+def test_sft_on_a_gpu_uses_liger_layer_kernels_and_trl_keeps_its_fused_lm_head(monkeypatch, tmp_path, caplog):
+    s = SFTSettings(root=str(tmp_path))
+    assert training.liger_args(s) == {}  # no GPU here: Triton needs one
+    assert training.sft_config(s).use_liger_kernel is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        training.importlib.util, "find_spec", lambda name: object() if name == "liger_kernel" else None
+    )
+    kernels = {"rope": True, "rms_norm": True, "swiglu": True, "fused_linear_cross_entropy": False}
+    assert training.liger_args(s) == {"use_liger_kernel": True, "liger_kernel_config": kernels}
+    assert training.liger_args(s.replace(liger_kernels=False)) == {}
+    monkeypatch.setattr(training.importlib.util, "find_spec", lambda name: None)  # a GPU without liger-kernel
+    assert training.liger_args(s) == {} and "liger-kernel is not installed" in caplog.text
+
+
+def test_liger_kernels_may_change_on_a_resume(tmp_path):
+    s = SFTSettings(root=str(tmp_path))
+    record_key(s, INPUTS)
+    checkpoints.check_resumable(s.output_dir, checkpoints.resume_key(s.replace(liger_kernels=False), INPUTS))
