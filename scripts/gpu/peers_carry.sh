@@ -82,9 +82,11 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 12  # SFT bf16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload, Unsloth, project
 #   bash .carry-peers/gap.sh 13  # SFT forced fp16, 24 steps: the memory gap: project, dropout-0, dropout-0-offload
 #   bash .carry-peers/gap.sh 14  # SFT fp16: project, gc-offload, dropout-0-offload, Unsloth, then each side's allocations at its peak
+#                                (ran before offloading and Liger were SFT defaults; now project = gc-offload, both with Liger)
 #   bash .carry-peers/gap.sh 15  # the same in bf16
-#   bash .carry-peers/gap.sh 16  # DPO forced fp16: the project (checkpoints offloaded), gpu-checkpoints (as before), Unsloth, project
+#   bash .carry-peers/gap.sh 16  # DPO forced fp16: the project (offloading asked for: TRL drops it), gpu-checkpoints, Unsloth, project
 #   bash .carry-peers/gap.sh 17  # SFT forced fp16, 6 steps: the project (offloaded) and + Liger, then each one's allocations at its peak
+#                                (ran before Liger was the SFT default; now run --sides no-liger project)
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
