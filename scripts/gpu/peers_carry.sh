@@ -84,7 +84,8 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 14  # SFT fp16: project, gc-offload, dropout-0-offload, Unsloth, then each side's allocations at its peak
 #                                (ran before offloading and Liger were SFT defaults; now project = gc-offload, both with Liger)
 #   bash .carry-peers/gap.sh 15  # the same in bf16
-#   bash .carry-peers/gap.sh 16  # DPO forced fp16: the project (offloading asked for: TRL drops it), gpu-checkpoints, Unsloth, project
+#   bash .carry-peers/gap.sh 16  # DPO forced fp16: project, gpu-checkpoints, Unsloth, project (ran when DPO asked for offloading,
+#                                which TRL drops; DPO no longer asks, so now project = gpu-checkpoints)
 #   bash .carry-peers/gap.sh 17  # SFT forced fp16, 6 steps: the project (offloaded) and + Liger, then each one's allocations at its peak
 #                                (ran before Liger was the SFT default; now run --sides no-liger project)
 . .carry-peers/setup.sh
