@@ -88,6 +88,7 @@ cat > "$DEST/gap.sh" <<'EOF'
 #                                which TRL drops; DPO no longer asks, so now project = gpu-checkpoints)
 #   bash .carry-peers/gap.sh 17  # SFT forced fp16, 6 steps: the project (offloaded) and + Liger, then each one's allocations at its peak
 #                                (ran before Liger was the SFT default; now run --sides no-liger project)
+#   bash .carry-peers/gap.sh 18  # SFT bf16 + fp16, 16 steps: today's defaults (offloaded checkpoints, Liger) vs Unsloth, A-B-A
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -128,6 +129,8 @@ case "$1" in
        --precision fp16 $unsloth --work /tmp/peers-dpo --tag peers-dpo-offload ;;
   17) timeout 300 python3 benchmarks/peer_speed.py --sides project liger --stages sft $common --precision fp16 --steps 6 \
        --warmup-steps 0 --memory-steps 4 --deadline 270 --work /tmp/peers-sft --tag peers-sft-liger-fp16 ;;
+  18) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project --stages sft $common $unsloth \
+       --work /tmp/peers-sft --tag peers-sft-defaults ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
