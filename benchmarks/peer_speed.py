@@ -457,9 +457,12 @@ def main() -> None:
         left = args.deadline - (time.perf_counter() - t0)
         if left >= 20:
             run_side(args, side, left, phase="memory")
-            for text in sorted((args.work / f"memory-{args.tag}" / side).glob("*.txt")):  # the pickles stay in --work
-                (args.out / f"memory-{args.tag}" / side).mkdir(parents=True, exist_ok=True)
-                shutil.copy(text, args.out / f"memory-{args.tag}" / side / text.name)
+            texts = sorted((args.work / f"memory-{args.tag}" / side).glob("*.txt"))  # the pickles stay in --work
+            to = args.out / f"memory-{args.tag}" / side
+            if texts:
+                to.mkdir(parents=True, exist_ok=True)
+            for text in texts:
+                shutil.copy(text, to / text.name)
     print(
         f"\n{'stage':5} {'dtype':5} {'side':13} {'tok/s':>8} {'steady':>8} {'steady x project':>16} {'peak GiB':>8}"
         f"  [{card}]"

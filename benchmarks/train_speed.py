@@ -237,15 +237,19 @@ def sft_adapter_for_dpo(work: Path, base: Path, records, tokenizer, **shape) -> 
     return adapter
 
 
+def checkpointed_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Decoder layers that recompute their forward (transformers' flag on each)."""
+    return [m for m in model.modules() if hasattr(m, "self_attn") and getattr(m, "gradient_checkpointing", False)]
+
+
 def offloaded_layers(model: torch.nn.Module) -> int:
     """Checkpointed decoder layers whose saved inputs go to host memory (transformers' ``offload=True`` wraps each
     layer's checkpoint function in ``save_on_cpu``): what a row ran, read from the model, not from its settings."""
     n = 0
-    for m in model.modules():
-        if hasattr(m, "self_attn") and getattr(m, "gradient_checkpointing", False):
-            func = getattr(m, "_gradient_checkpointing_func", None)
-            code = getattr(getattr(func, "func", func), "__code__", None)
-            n += "save_on_cpu" in getattr(code, "co_names", ())
+    for m in checkpointed_layers(model):
+        func = getattr(m, "_gradient_checkpointing_func", None)
+        code = getattr(getattr(func, "func", func), "__code__", None)
+        n += "save_on_cpu" in getattr(code, "co_names", ())
     return n
 
 
@@ -313,9 +317,7 @@ def run_one(
         grad_accum=s.gradient_accumulation_steps,
         gradient_checkpointing=s.gradient_checkpointing,
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        checkpointed_layers=sum(  # decoder layers that recompute their forward (transformers' flag on each)
-            bool(getattr(m, "gradient_checkpointing", False)) for m in model.modules() if hasattr(m, "self_attn")
-        ),
+        checkpointed_layers=len(checkpointed_layers(model)),
         offloaded_layers=offloaded_layers(model),
         liger_modules=sum(  # modules whose forward Liger replaced (RMSNorms, MLPs): what ran, read from the model
             getattr(getattr(m.forward, "__func__", m.forward), "__module__", "").startswith("liger_kernel")
