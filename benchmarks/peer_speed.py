@@ -52,7 +52,9 @@ the project's learning rates. Each side runs in its own process
 
 ``tokens_per_s`` counts non-padding tokens over the whole training call (trainer set-up included),
 ``steady_tokens_per_s`` leaves out the first optimizer steps, ``peak_gib`` is
-``torch.cuda.max_memory_allocated`` from before the model load. Rows (with the card, and a failure
+``torch.cuda.max_memory_allocated`` from before the model load (``allocated_before_gib``: what earlier rows of
+the process left allocated then, counted in the peak; until session 20 each training left its input embedding,
+0.49 GiB, in bitsandbytes' optimizer manager, so a process's second row read ~0.5 GiB high). Rows (with the card, and a failure
 row with the error's last lines for a side that breaks) go to
 benchmarks/results/<date>-<card>-peers.json; a short table is printed last. Before anything is timed, the first
 side and Unsloth run their rows for ``--warmup-steps`` steps (untimed, rows discarded): on a freshly started
@@ -199,7 +201,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
     import train_speed as ts
 
     from helpers.settings import SFTSettings
-    from helpers.training import QKVO
+    from helpers.training import QKVO, release_optimizer_overrides
 
     LORA = SFTSettings(**lora_fields(args))  # the project's LoRA shape (default or --lora-modules), on every side
     rows = []
@@ -208,6 +210,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
             steps = args.steps if stage == "sft" else args.dpo_steps
             torch.cuda.reset_peak_memory_stats()
+            before = ts._allocated_gib()
             model, tok = FastLanguageModel.from_pretrained(
                 info["base"], max_seq_length=512, dtype=dtype, load_in_4bit=True
             )
@@ -265,7 +268,10 @@ def unsloth_worker(args, info: dict) -> list[dict]:
                 trainer = DPOTrainer(
                     model=model, ref_model=None, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[clock]
                 )
-            trainer.train()
+            try:
+                trainer.train()
+            finally:  # as the project's training does: bitsandbytes' manager would keep the embedding alive
+                release_optimizer_overrides(trainer.model)
             trainer.save_model(common["output_dir"])
             torch.cuda.synchronize()
             wall = time.perf_counter() - start
@@ -279,6 +285,7 @@ def unsloth_worker(args, info: dict) -> list[dict]:
                 tokens_per_s=round(tokens / wall, 1),
                 steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1),
                 peak_gib=round(ts._peak_gib(), 2),
+                allocated_before_gib=round(before, 2),
                 seconds=round(wall, 1),
                 tokens=tokens,
                 steps=steps,
@@ -465,7 +472,7 @@ def main() -> None:
                 shutil.copy(text, to / text.name)
     print(
         f"\n{'stage':5} {'dtype':5} {'side':13} {'tok/s':>8} {'steady':>8} {'steady x project':>16} {'peak GiB':>8}"
-        f"  [{card}]"
+        f" {'before':>6}  [{card}]"
     )
     for r in rows:
         if r.get("failed"):
@@ -481,7 +488,7 @@ def main() -> None:
         )
         print(
             f"{r['stage']:5} {r['dtype']:5} {r['config']:13} {r['tokens_per_s']:8.0f} {r['steady_tokens_per_s']:8.0f} "
-            f"{ratio:16.2f} {r['peak_gib']:8.2f}"
+            f"{ratio:16.2f} {r['peak_gib']:8.2f} {r.get('allocated_before_gib', 0.0):6.2f}"
         )
     print(f"rows written to {path}")
 

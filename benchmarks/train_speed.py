@@ -118,6 +118,10 @@ def _peak_gib() -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
 
 
+def _allocated_gib() -> float:
+    return torch.cuda.memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
 PROFILE_ENV = "STEP_PROFILE"  # a folder: StepClock profiles the steps after WARMUP_STEPS, one table per run
 MEMORY_ENV = "STEP_MEMORY"  # a folder: StepClock records GPU allocations over the whole run (memory_peak.py)
 
@@ -270,6 +274,7 @@ def run_one(
     clock = StepClock(f"{stage}-{name}-{precision}")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    before = _allocated_gib()  # left by earlier rows of this process: in peak_gib too, so a row says how much
     if stage == "sft":
         s = SFTSettings(**common, **CONFIGS["sft"][name])
         shutil.rmtree(s.output_dir, ignore_errors=True)
@@ -310,6 +315,7 @@ def run_one(
         tokens_per_s=round(tokens / wall, 1),
         steady_tokens_per_s=round(clock.steady_rate() or 0.0, 1),
         peak_gib=round(_peak_gib(), 2),
+        allocated_before_gib=round(before, 2),
         seconds=round(wall, 1),
         tokens=tokens,
         steps=s.max_steps,

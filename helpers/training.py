@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -232,6 +233,23 @@ def keep_adapter_fp32_for_fp16(trainer: Any) -> None:
                 p.data = p.data.float()
 
 
+def release_optimizer_overrides(model: Any) -> None:
+    """Take ``model``'s modules out of bitsandbytes' process-wide optimizer manager once training is over.
+
+    With an 8-bit bitsandbytes optimizer (``paged_adamw_8bit``, the GPU default) transformers' Trainer registers
+    every ``nn.Embedding`` with ``bitsandbytes.optim.GlobalOptimManager`` (to keep its optimizer state in 32 bits),
+    and that singleton holds the module for the life of the process: each training left its input embedding on the
+    GPU (0.49 GiB at Llama-3.2-1B shape in bf16), so a training cell run twice in one notebook kernel, or SFT then
+    DPO in one process, carried the earlier model's embedding (measured: benchmarks/NOTES.md, session 20)."""
+    bnb = sys.modules.get("bitsandbytes")  # imported only where a 4-bit model or an 8-bit optimizer was made
+    optim = getattr(bnb, "optim", None)
+    if optim is None:
+        return
+    manager = optim.GlobalOptimManager.get_instance()
+    mine = {id(m) for m in model.modules()}
+    manager.module_weight_config_triple = [t for t in manager.module_weight_config_triple if id(t[0]) not in mine]
+
+
 def _finished_result(out: Path, history: list[dict], resume: str | None) -> TrainResult:
     """The result of a run that had already finished: its saved summary, nothing trained now."""
     saved = json.loads((out / "train_summary.json").read_text())
@@ -279,8 +297,11 @@ def _run(trainer: Any, s: TrainSettings, tokenizer: Any, inputs: Mapping[str, An
     start_step = int(resume.rsplit("-", 1)[-1]) if resume else 0
     tokens_before = tokens_at(resume)  # read now: save_total_limit may delete that checkpoint while training
     start = time.perf_counter()
-    with sdpa_kernel(TRAINING_ATTENTION):
-        trainer.train(resume_from_checkpoint=resume)
+    try:
+        with sdpa_kernel(TRAINING_ATTENTION):
+            trainer.train(resume_from_checkpoint=resume)
+    finally:  # interrupted too: a notebook cell run again must not find the last model still held
+        release_optimizer_overrides(trainer.model)
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
     if resume and trainer.state.global_step <= start_step and summary_path.is_file():

@@ -227,7 +227,7 @@ def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anyth
         calls.append((side, phase))
         steady = {"project": 1000.0, "unsloth": 1500.0}[side]
         row = dict(stage="sft", dtype="bf16", config=side, tokens_per_s=500.0, steady_tokens_per_s=steady)
-        return [] if phase != "timed" else [{**row, "peak_gib": 1.0}]
+        return [] if phase != "timed" else [{**row, "peak_gib": 1.0, "allocated_before_gib": 0.25}]
 
     monkeypatch.setattr(ps, "prepare", lambda args: {})
     monkeypatch.setattr(ps, "run_side", fake_side)
@@ -246,7 +246,8 @@ def test_peer_speed_warms_up_the_first_side_and_unsloth_once_before_timing_anyth
     unsloth_line = next(
         line for line in capsys.readouterr().out.splitlines() if line.startswith("sft   bf16  unsloth")
     )
-    assert unsloth_line.split()[-2:] == ["1.50", "1.00"]  # steady 1,500 against 1,000; whole-call rates are equal
+    # steady 1,500 against 1,000 (whole-call rates are equal); the peak, and what earlier rows left allocated
+    assert unsloth_line.split()[-3:] == ["1.50", "1.00", "0.25"]
     calls.clear()
     monkeypatch.setattr(
         sys, "argv", ["peer_speed.py", *sides, *common, "--warmup-steps", "0", "--out", str(tmp_path / "b")]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import gc
 import shutil
+import sys
 import time
+import weakref
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -379,6 +382,65 @@ def test_training_leaves_cudnn_attention_out_and_only_while_it_trains(tmp_path):
     training._run(trainer, s, FakeTokenizer(), {})
     assert trainer.attention == dict(cudnn=False, flash=True, efficient=True, math=True)
     assert torch.backends.cuda.cudnn_sdp_enabled()  # restored for evaluation and whatever runs next
+
+
+class OptimManager:
+    """bitsandbytes' ``GlobalOptimManager`` as far as transformers' Trainer uses it (bitsandbytes 0.50.2): a
+    process-wide singleton whose ``register_module_override`` appends (module, name, config) to a list."""
+
+    _instance = None
+
+    @classmethod
+    def get_instance(cls):
+        if cls._instance is None:
+            cls._instance = cls.__new__(cls)
+            cls._instance.module_weight_config_triple = []
+        return cls._instance
+
+    def register_module_override(self, module, param_name, config):
+        self.module_weight_config_triple.append((module, param_name, config))
+
+
+class EightBitOptimizerTrainer(FakeTrainer):
+    """As transformers' Trainer does when it makes an 8-bit bitsandbytes optimizer: every embedding is registered."""
+
+    def __init__(self, interrupt: bool) -> None:
+        super().__init__(end_step=2, end_tokens=200, seconds=0.0)
+        self.model, self.interrupt = torch.nn.Sequential(torch.nn.Embedding(64, 8), torch.nn.Linear(8, 8)), interrupt
+
+    def train(self, resume_from_checkpoint=None):
+        manager = sys.modules["bitsandbytes"].optim.GlobalOptimManager.get_instance()
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Embedding):
+                manager.register_module_override(module, "weight", {"optim_bits": 32})
+        if self.interrupt:
+            raise KeyboardInterrupt  # a notebook cell stopped by hand, then run again
+        super().train(resume_from_checkpoint)
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["finished", "interrupted"])
+def test_a_trained_model_can_be_freed_though_an_8bit_optimizer_registered_its_embedding(
+    tmp_path, monkeypatch, interrupt
+):
+    """Found on an H100 (session 20): every training kept its input embedding alive in bitsandbytes' manager."""
+    bnb = ModuleType("bitsandbytes")
+    bnb.optim = SimpleNamespace(GlobalOptimManager=OptimManager)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", bnb)
+    monkeypatch.setattr(OptimManager, "_instance", None)  # a fresh process's manager
+    other = torch.nn.Embedding(4, 4)  # a module of someone else's training keeps its registration
+    OptimManager.get_instance().register_module_override(other, "weight", {"optim_bits": 32})
+    trainer = EightBitOptimizerTrainer(interrupt)
+    alive = weakref.ref(trainer.model[0])
+    s = SFTSettings(root=str(tmp_path), max_steps=2, report_to="none")
+    if interrupt:
+        with pytest.raises(KeyboardInterrupt):
+            training._run(trainer, s, FakeTokenizer(), {})
+    else:
+        training._run(trainer, s, FakeTokenizer(), {})
+    assert [t[0] for t in OptimManager.get_instance().module_weight_config_triple] == [other]
+    del trainer
+    gc.collect()
+    assert alive() is None, "the trained model's embedding outlived its trainer"
 
 
 def test_rerunning_a_finished_run_keeps_its_summary(tmp_path, capsys):
