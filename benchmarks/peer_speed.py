@@ -54,8 +54,8 @@ the project's learning rates. Each side runs in its own process
 ``steady_tokens_per_s`` leaves out the first optimizer steps, ``peak_gib`` is
 ``torch.cuda.max_memory_allocated`` from before the model load (``allocated_before_gib``: what earlier rows of
 the process left allocated then, counted in the peak; until session 20 each training left its input embedding,
-0.49 GiB, in bitsandbytes' optimizer manager, so a process's second row read ~0.5 GiB high). Rows (with the card, and a failure
-row with the error's last lines for a side that breaks) go to
+0.49 GiB, in bitsandbytes' optimizer manager, so a process's second row read ~0.5 GiB high). Rows (with the card,
+and a failure row with the error's last lines for a side that breaks) go to
 benchmarks/results/<date>-<card>-peers.json; a short table is printed last. Before anything is timed, the first
 side and Unsloth run their rows for ``--warmup-steps`` steps (untimed, rows discarded): on a freshly started
 machine the first process measured ~1.5x slower than the same work after it. ``--profile-steps`` and

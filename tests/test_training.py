@@ -7,9 +7,9 @@ on a 2-core machine shared with other jobs, one thread was 5x faster than two (o
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-import gc
 import shutil
 import sys
 import time
