@@ -89,6 +89,8 @@ cat > "$DEST/gap.sh" <<'EOF'
 #   bash .carry-peers/gap.sh 17  # SFT forced fp16, 6 steps: the project (offloaded) and + Liger, then each one's allocations at its peak
 #                                (ran before Liger was the SFT default; now run --sides no-liger project)
 #   bash .carry-peers/gap.sh 18  # SFT bf16 + fp16, 16 steps: today's defaults (offloaded checkpoints, Liger) vs Unsloth, A-B-A
+#                                (ran before the bitsandbytes-manager fix: each side's second row, fp16, read 0.49 GiB high)
+#   bash .carry-peers/gap.sh 19  # the same after the fix, 12 steps, A-B (session 20's device time allowed no more)
 . .carry-peers/setup.sh
 cd .carry-peers/code
 common="--precision bf16 fp16 --steps 16 --dpo-steps 10 --tokenizer ../tok --data ../ecqa --out $OUT --deadline 545"
@@ -131,6 +133,8 @@ case "$1" in
        --warmup-steps 0 --memory-steps 4 --deadline 270 --work /tmp/peers-sft --tag peers-sft-liger-fp16 ;;
   18) timeout 575 python3 benchmarks/peer_speed.py --sides project unsloth project --stages sft $common $unsloth \
        --work /tmp/peers-sft --tag peers-sft-defaults ;;
+  19) timeout 430 python3 benchmarks/peer_speed.py --sides project unsloth --stages sft $common --steps 12 \
+       --warmup-steps 2 --deadline 410 $unsloth --work /tmp/peers-sft --tag peers-sft-defaults-fixed ;;
 esac 2>&1 | grep -v "it/s\]\|examples/s\]\|s/it\]"
 true
 EOF
