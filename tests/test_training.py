@@ -319,7 +319,7 @@ class FakeTrainer:
 
     def __init__(self, end_step: int, end_tokens: int, seconds: float = 0.05) -> None:
         self.end_step, self.end_tokens, self.seconds, self.trained = end_step, end_tokens, seconds, False
-        self.model = object()
+        self.model = torch.nn.Module()
         self.args = SimpleNamespace(fp16=False, world_size=1)
         self.state = SimpleNamespace(global_step=0, log_history=[])
         self.accelerator = SimpleNamespace(wait_for_everyone=lambda: None)
