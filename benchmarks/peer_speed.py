@@ -8,7 +8,7 @@
 Same model, data, effective batch and LoRA shape for every side: a random Llama-3.2-1B-shaped model
 (`train_speed.LLAMA_32_1B`) loaded 4-bit NF4, real ECQA records in the project's prompt format, SFT
 16 sequences per step (one micro-batch, grouped by length), DPO 8 pairs per step, the project's default
-LoRA shape (`SFTSettings`: r64 / alpha 128 on all linear layers since session 12), paged AdamW 8-bit,
+LoRA shape (`SFTSettings`: r64 / alpha 128 on all linear layers), paged AdamW 8-bit,
 the project's learning rates. Each side runs in its own process
 (Unsloth and Liger patch transformers globally), one configuration after another on a fresh model:
 
@@ -20,23 +20,23 @@ the project's learning rates. Each side runs in its own process
   for it, and no ECQA sequence comes near 512 tokens). TRL 1.16's DPOTrainer ignores padding_free;
 * ``liger``: the project's SFT and DPO with ``use_liger_kernel=True`` (Liger's RMSNorm, RoPE and
   SwiGLU kernels; TRL 1.16 keeps its own fused LM head instead of Liger's fused cross-entropy). SFT's default on a
-  GPU since session 19 (``SFTSettings.liger_kernels``), so for SFT ``liger`` is the project itself and ``no-liger``
+  GPU (``SFTSettings.liger_kernels``), so for SFT ``liger`` is the project itself and ``no-liger``
   the project without them;
 * ``gc-half`` / ``gc-offload``: the project's SFT and DPO with transformers 5.17's
   ``gradient_checkpointing_kwargs`` ``every_n_layers=2`` (recompute every other layer, keep the rest) or
   ``offload=True`` (checkpointed activations kept in host memory: Unsloth's idea, without Unsloth). The package
-  pins transformers 5.17, so Colab's notebooks have both; ``offload`` is the default since session 19
+  pins transformers 5.17, so Colab's notebooks have both; ``offload`` is the default
   (``offload_checkpoints``), so ``gc-offload`` is now the project itself and ``gpu-checkpoints`` is the project
   as it was (the checkpointed activations kept on the GPU);
 * ``fp16-nocast``: the project's SFT and DPO with PEFT's ``disable_input_dtype_casting``: under fp16 the
   LoRA weights are fp32 (the grad scaler needs them so), and PEFT casts every LoRA layer's fp16 input up to
   fp32 before autocast casts it back down; with the cast off the input stays fp16 (a no-op under bf16).
-  Measured 1.02x: no effect (NOTES.md, session 15);
-* ``cudnn-attn``: the project's SFT and DPO as they were before session 17, with PyTorch's cuDNN attention among
+  Measured 1.02x: no effect (benchmarks/NOTES.md, 2026-11-28);
+* ``cudnn-attn``: the project's SFT and DPO as they were before 2026-11-28, with PyTorch's cuDNN attention among
   the SDPA backends training may use (`helpers.training.TRAINING_ATTENTION` leaves it out since). On Hopper cards
   PyTorch picks cuDNN first, and cuDNN builds an execution graph on the host for each new shape (every padded
   batch has its own); a T4 never uses cuDNN attention. Measured as the lever ``no-cudnn-attn`` (the other way
-  round) at 1.2–2.7x: adopted (NOTES.md, session 17);
+  round) at 1.2–2.7x: adopted (benchmarks/NOTES.md, 2026-11-28);
 * ``dropout-0`` / ``dropout-0-offload``: the project's SFT with LoRA dropout 0 (Unsloth's setting; the project's is
   0.05, which keeps a dropped-out copy of each LoRA layer's input and its mask for the backward pass), the first
   with the checkpointed activations on the GPU (``gpu-checkpoints``), the second with ``gc-offload``: the two
@@ -53,9 +53,9 @@ the project's learning rates. Each side runs in its own process
 ``tokens_per_s`` counts non-padding tokens over the whole training call (trainer set-up included),
 ``steady_tokens_per_s`` leaves out the first optimizer steps, ``peak_gib`` is
 ``torch.cuda.max_memory_allocated`` from before the model load (``allocated_before_gib``: what earlier rows of
-the process left allocated then, counted in the peak; until session 20 each training left its input embedding,
-0.49 GiB, in bitsandbytes' optimizer manager, so a process's second row read ~0.5 GiB high). Rows (with the card,
-and a failure row with the error's last lines for a side that breaks) go to
+the process left allocated then, counted in the peak; before a fix of 2026-12-05 each training left its input
+embedding, 0.49 GiB, in bitsandbytes' optimizer manager, so a process's second row read ~0.5 GiB high). Rows
+(with the card, and a failure row with the error's last lines for a side that breaks) go to
 benchmarks/results/<date>-<card>-peers.json; a short table is printed last. Before anything is timed, the first
 side and Unsloth run their rows for ``--warmup-steps`` steps (untimed, rows discarded): on a freshly started
 machine the first process measured ~1.5x slower than the same work after it. ``--profile-steps`` and
@@ -167,7 +167,7 @@ def project_worker(args, side: str, info: dict) -> list[dict]:
             disable_input_dtype_casting(trainer.model).__enter__()  # stays off for this process's trainings
 
         training.keep_adapter_fp32_for_fp16 = keep_fp32_no_input_cast
-    if side == "cudnn-attn":  # every SDPA backend, cuDNN's too: PyTorch's own choice, the default until session 17
+    if side == "cudnn-attn":  # every SDPA backend, cuDNN's too: PyTorch's own choice, the default before 2026-11-28
         training.TRAINING_ATTENTION = training.SDPA_BACKENDS
     dropout = {"lora_dropout": 0.0} if side in DROPOUT_0 else {}  # Unsloth's setting (its fast-LoRA path needs it)
     ts.CONFIGS["sft"]["default"] = {**ts.CONFIGS["sft"]["default"], **lora_fields(args), **dropout}
@@ -435,8 +435,8 @@ def main() -> None:
     versions = {m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "peft")}
     rows: list[dict] = []
     # A side that ran first on a freshly started machine measured ~1.5x slower than the same work run after it
-    # (NOTES.md, session 15): one-time costs (kernel compilation cached on disk, the GPU's clocks) land on whoever
-    # comes first. So the first side, and Unsloth (its own kernels), run once briefly before anything is timed.
+    # (benchmarks/NOTES.md, 2026-11-28): one-time costs (kernel compilation cached on disk, the GPU's clocks) land on
+    # whoever comes first. So the first side, and Unsloth (its own kernels), run once briefly before anything is timed.
     warm = dict.fromkeys(s for s in args.sides if s in (args.sides[0], "unsloth")) if args.warmup_steps > 0 else {}
     for side in warm:  # each once, in the order named
         run_side(args, side, args.deadline - (time.perf_counter() - t0), phase="warmup")

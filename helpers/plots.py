@@ -19,7 +19,7 @@ from helpers.answers import LETTERS
 from helpers.metrics import variant_order
 
 CHANCE = 1 / len(LETTERS)
-LETTER_TARGET = 0.3  # issue 13's target: no letter above 30% of a variant's CoT answers (gold letters are ~20% each)
+LETTER_TARGET = 0.3  # the project's aim: no letter above 30% of a variant's CoT answers (gold letters are ~20% each)
 FONT = 10  # points; figures are sized to show at 1:1 in a ~850 px notebook output (100 dpi), so this stays readable
 
 
@@ -117,7 +117,7 @@ def letter_chart(dist: pd.DataFrame) -> Figure:
     """Shares of predicted letters per variant (pipeline order, top to bottom), one panel per mode
     (`letter_distribution`).
 
-    The dotted line marks 30%, issue 13's target: a letter above it is a position habit, not knowledge (gold letters
+    The dotted line marks 30%, the project's target: a letter above it is a position habit, not knowledge (gold letters
     are ~20% each).
     """
     labels = list(dict.fromkeys(dist["label"]))

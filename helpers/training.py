@@ -76,7 +76,7 @@ def checkpointing_kwargs(s: TrainSettings) -> dict[str, Any]:
     # twice). transformers 5.x defaults to it; pinned so a version with the old default cannot switch it.
     kwargs: dict[str, Any] = {"use_reentrant": False}
     # SFT only: `save_on_cpu(pin_memory=True)` around each checkpointed layer, so the layer inputs wait for the
-    # backward pass in host memory. The same values, less GPU memory (benchmarks/NOTES.md, issue 15). Without a
+    # backward pass in host memory. The same values, less GPU memory (docs/speed.md; benchmarks/NOTES.md). Without a
     # GPU they are in host memory already. TRL 1.16's DPOTrainer turns checkpointing off for each reference pass
     # and back on with `gradient_checkpointing_enable(kwargs)`, which drops `offload` (measured: no layer
     # offloaded, the same peak), so DPO does not offer it.
@@ -129,7 +129,7 @@ def common_args(s: TrainSettings) -> dict[str, Any]:
 
 def liger_args(s: SFTSettings) -> dict[str, Any]:
     """Liger's layer kernels for SFT on a GPU: the decoder layer's RMSNorms, RoPE and SwiGLU as Triton kernels that
-    keep fewer intermediate values for the backward pass (benchmarks/NOTES.md, issue 15: -0.13 GiB at 1B size in
+    keep fewer intermediate values for the backward pass (docs/speed.md: -0.13 GiB at 1B size in
     fp16, same speed and losses). TRL keeps its own fused LM head, so Liger's fused cross-entropy stays off. Triton
     needs a GPU; without liger-kernel (the ``colab`` extra installs it) training goes on without the kernels."""
     if not (s.liger_kernels and torch.cuda.is_available()):
@@ -218,7 +218,8 @@ class TrainResult:
 # The attention kernels training lets PyTorch's SDPA choose from: all but cuDNN's. On Hopper cards (H100, H200) PyTorch
 # tries cuDNN first, and cuDNN builds an execution graph on the host for every new batch shape (each padded batch has
 # its own): on an H200 that made steps 1.2-2.7x slower than FlashAttention / memory-efficient SDPA, same losses
-# (benchmarks/NOTES.md, session 17). A T4 (sm75) cannot run cuDNN attention (sm80 or newer), so nothing changes there.
+# (docs/speed.md; benchmarks/NOTES.md, 2026-11-28). A T4 (sm75) cannot run cuDNN attention (sm80 or newer), so
+# nothing changes there.
 SDPA_BACKENDS = [b for name, b in SDPBackend.__members__.items() if name != "ERROR"]  # every one: PyTorch's own choice
 TRAINING_ATTENTION = [b for b in SDPA_BACKENDS if b != SDPBackend.CUDNN_ATTENTION]
 
@@ -240,7 +241,7 @@ def release_optimizer_overrides(model: Any) -> None:
     every ``nn.Embedding`` with ``bitsandbytes.optim.GlobalOptimManager`` (to keep its optimizer state in 32 bits),
     and that singleton holds the module for the life of the process: each training left its input embedding on the
     GPU (0.49 GiB at Llama-3.2-1B shape in bf16), so a training cell run twice in one notebook kernel, or SFT then
-    DPO in one process, carried the earlier model's embedding (measured: benchmarks/NOTES.md, session 20)."""
+    DPO in one process, carried the earlier model's embedding (measured: benchmarks/NOTES.md, 2026-12-05)."""
     bnb = sys.modules.get("bitsandbytes")  # imported only where a 4-bit model or an 8-bit optimizer was made
     optim = getattr(bnb, "optim", None)
     if optim is None:

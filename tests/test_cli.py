@@ -1,4 +1,4 @@
-"""The command line, generated from the field metadata (issue 12): ``python -m helpers STEP --help`` lists every
+"""The command line, generated from the field metadata: ``python -m helpers STEP --help`` lists every
 field with its help; ``--FIELD VALUE`` goes through the same `parse_text` as the form's text boxes; a bad value
 ends the command with status 2 and one line. (Bad files and inputs that `steps.prepare` refuses: test_bad_inputs.py.)
 """

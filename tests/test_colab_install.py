@@ -1,4 +1,4 @@
-"""The notebooks' Colab install, resolved by pip's own resolver for Colab as it is (issue 14).
+"""The notebooks' Colab install, resolved by pip's own resolver for Colab as it is.
 
 The install cell (``pip install -r requirements-colab.txt -e <clone>``, or the package with its ``colab``
 extra, read from the notebooks) runs on a Colab runtime that already has hundreds of packages

@@ -1,4 +1,4 @@
-"""Provenance (issue 12): what a later run reuses records what made it, and a mismatch is redone or refused with the
+"""Provenance: what a later run reuses records what made it, and a mismatch is redone or refused with the
 fix; steps that start from an SFT adapter refuse to train or tune on that run's held-out questions. One test per
 kind of mismatch, on stand-in files (no model). The resume guard: test_training.py; on-policy samples redone:
 test_pairs.py; the same refusals at the command line: test_bad_inputs.py.

@@ -1,4 +1,4 @@
-"""One repository URL (issue 14): the Colab badges and the notebooks' install URL all name the repository of
+"""One repository URL: the Colab badges and the notebooks' install URL all name the repository of
 pyproject.toml's ``[project.urls]``, and ``scripts/set_repo.py OWNER/NAME`` moves every one of them to a fork."""
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def test_broken_json_says_what_to_do(tmp_path):
         (PairSettings, "samples_per_question", 1),
         (EvalSettings, "modes", ("essay",)),
         (EvalSettings, "variants", ()),
-        (SFTSettings, "quantize", "None"),  # issue 12: the string the old form wrote back
+        (SFTSettings, "quantize", "None"),  # the string an earlier form wrote back
         (SFTSettings, "quantize", "False"),
         (SFTSettings, "max_steps", "6"),
         (SFTSettings, "lora_r", 2.5),

@@ -1,4 +1,4 @@
-"""The settings form, generated from the field metadata (issue 12): every control of every settings class edited
+"""The settings form, generated from the field metadata: every control of every settings class edited
 to a valid non-default value gives exactly those settings, field by field and through JSON; a value out of range
 is shown as an error, never clamped, and blocks ``.settings``; the tri-state ``quantize`` gives None/True/False;
 the lesson's fields come first, in order, the rest under "More settings".

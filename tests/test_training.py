@@ -422,7 +422,7 @@ class EightBitOptimizerTrainer(FakeTrainer):
 def test_a_trained_model_can_be_freed_though_an_8bit_optimizer_registered_its_embedding(
     tmp_path, monkeypatch, interrupt
 ):
-    """Found on an H100 (session 20): every training kept its input embedding alive in bitsandbytes' manager."""
+    """Found on an H100 (2026-12-05): every training kept its input embedding alive in bitsandbytes' manager."""
     bnb = ModuleType("bitsandbytes")
     bnb.optim = SimpleNamespace(GlobalOptimManager=OptimManager)
     monkeypatch.setitem(sys.modules, "bitsandbytes", bnb)

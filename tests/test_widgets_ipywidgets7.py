@@ -1,4 +1,4 @@
-"""The widget tests again under Colab's ipywidgets 7.7.1 (issue 14); this environment has ipywidgets 8.
+"""The widget tests again under Colab's ipywidgets 7.7.1; this environment has ipywidgets 8.
 
 Colab ships ipywidgets 7.7.1 with its own front end, and the install keeps it (tests/test_colab_install.py).
 A second, small environment holds only what ipywidgets 7 brings in Colab's versions (ipywidgets,
