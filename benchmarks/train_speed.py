@@ -85,6 +85,10 @@ CONFIGS: dict[str, dict[str, dict]] = {
         "b16-grouped-nogc": _cfg(SEED_SFT, 16, 1, group_by_length=True, gradient_checkpointing=False),
         "b8x2-grouped-nogc": _cfg(SEED_SFT, 8, 2, group_by_length=True, gradient_checkpointing=False),
         "default": {},
+        # what each memory saver of the default costs in time (run with --memory-cap-gib 15 for a T4's memory)
+        "gc-on-gpu": {"offload_checkpoints": False},
+        "nogc": {"gradient_checkpointing": False},
+        "nogc-noliger": {"gradient_checkpointing": False, "liger_kernels": False},
     },
     "dpo": {
         "seed": SEED_DPO,
@@ -360,6 +364,9 @@ def main() -> None:
     parser.add_argument("--seed-steps", type=int, default=12, help="optimizer steps for the (slow) seed configuration")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--tag", default="", help="suffix of the results file name")
+    parser.add_argument(
+        "--memory-cap-gib", type=float, default=0, help="cap this process's GPU memory (15: a T4's); 0 = no cap"
+    )
     parser.add_argument("--tiny", action="store_true", help="a toy model instead of Llama-3.2-1B's shape; runs on CPU")
     args = parser.parse_args()
     if not torch.cuda.is_available() and not args.tiny:
@@ -367,6 +374,9 @@ def main() -> None:
             "this benchmark needs a CUDA GPU (4-bit NF4 through bitsandbytes); --tiny runs a toy model anywhere"
         )
     card = torch.cuda.get_device_name().replace(" ", "-") if torch.cuda.is_available() else "cpu"
+    if args.memory_cap_gib and torch.cuda.is_available():  # a row that needs more fails with out-of-memory
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total))
     tok = models.load_tokenizer(args.tokenizer)
     base = random_llama(
         args.work / ("tiny-llama-random" if args.tiny else "llama-3.2-1b-random"),

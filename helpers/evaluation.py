@@ -124,14 +124,14 @@ def evaluate_cot_at_k(
     temperature: float = 0.7,
     seed: int = 42,
 ) -> list[dict]:
-    """Self-consistency: ``k`` samples per question (``batch_size // k`` questions a batch), majority vote; resumable.
+    """Self-consistency: ``k`` samples per question, majority vote; resumable.
 
-    Sampling is seeded once per call, so a resumed run samples its remaining questions differently.
+    Sampling is seeded once per call, so a resumed run samples its remaining questions differently. On CPU
+    (`helpers.generation`'s ``generate`` engine) ``batch_size // k`` questions decode together.
     """
     prompts = [render_prompt(tokenizer, q) for q in questions]
 
     def run(todo: list[int]) -> Batches:
-        torch.manual_seed(seed)
         for idx, gens in generate_all(
             model,
             tokenizer,
@@ -140,6 +140,7 @@ def evaluate_cot_at_k(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             num_return_sequences=k,
+            seed=seed,
         ):
             yield [todo[j] for j in idx], [vote(samples, max_new_tokens) for samples in gens]
 
@@ -255,10 +256,18 @@ def records_path(settings: EvalSettings, variant: str, mode: str) -> Path:
 
 def _load_variant(settings: EvalSettings, variant: str) -> tuple[Any, Any, Path | None] | None:
     """(model, tokenizer, adapter folder) of a variant, or None (with a note) when its adapter is not trained yet."""
-    from helpers.models import adapter_base, has_adapter, load_adapter_model, load_model, load_tokenizer
+    from helpers.models import (
+        adapter_base,
+        has_adapter,
+        inference_4bit,
+        load_adapter_model,
+        load_model,
+        load_tokenizer,
+    )
 
     if variant == "base":
-        model = load_model(settings.model, precision=settings.precision, quantize=settings.quantize)
+        quantize = inference_4bit(settings.model, settings.quantize, settings.precision)
+        model = load_model(settings.model, precision=settings.precision, quantize=quantize)
         return model, load_tokenizer(settings.model), None
     folder = settings.variant_dir(variant)
     if not has_adapter(folder):

@@ -1,25 +1,32 @@
 """Batched generation for evaluation and on-policy sampling.
 
-Prompts are sorted by length and cut into batches (little padding), left-padded, and generated
-until each row hits eos or ``max_new_tokens``. Results come back in the input order.
+Two engines, one interface (`generate_all`), results in the input order:
 
-On a GPU the key/value cache is transformers' static cache (allocated once per batch) without
-``torch.compile``: decoding a small model is bound by kernel launches on the host, and the static
-cache halves the time per step (benchmarks/generation_speed.py: 3.9 s against 7.8 s for 192
-questions on an H100, with generated token counts within 1% of each other: bf16 rounding can flip a
-greedy token). On CPU the dynamic cache is faster, so it stays there.
+* ``continuous`` (the default on a GPU): transformers' continuous batching (``continuous_batching_context_manager``,
+  the engine behind ``generate_batch``). A finished sequence frees its slot at once and the next prompt takes it, so a
+  batch is never held by its longest answer; the k samples of one prompt share its prefill (prefix sharing); decoding
+  runs in CUDA graphs; the KV cache is paged and sized from the GPU's free memory, so how many sequences decode
+  together is chosen from memory, not fixed.
+* ``generate`` (the default on CPU, and for a 4-bit model): ``model.generate`` on length-sorted, left-padded batches
+  of ``batch_size`` prompts, each row generated until eos or ``max_new_tokens``; on a GPU with transformers' static
+  cache.
+
+benchmarks/generation_1b.py measures both at Llama-3.2-1B shape against the card's bound (benchmarks/NOTES.md).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-# `generate` options of the project's path on a GPU (see the module docstring); callers may override them
+ENGINES = ("auto", "continuous", "generate")
+# `generate` options of the `generate` engine on a GPU; callers may override them
 GPU_GENERATE_OPTIONS: dict[str, Any] = {"cache_implementation": "static", "disable_compile": True}
+CHILD = "__child#"  # how continuous batching names the extra samples of a request (``req_3__child#0``)
 
 
 @dataclass
@@ -37,6 +44,32 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[l
         yield order[start : start + batch_size]
 
 
+def pick_engine(model: Any, engine: str = "auto") -> str:
+    """``auto``: continuous batching on a GPU for a full-precision model, else ``generate``."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(
+        getattr(model, "base_model", None), "is_loaded_in_4bit", False
+    )
+    return "continuous" if model.device.type == "cuda" and not quantized else "generate"
+
+
+def _decode(tokenizer: Any, ids: Any, eos: set[int]) -> Generation:
+    """Text and token count up to and including the first eos (all tokens if none)."""
+    ids = [int(t) for t in ids]
+    n = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
+    text = tokenizer.decode(ids[:n], skip_special_tokens=True, clean_up_tokenization_spaces=False)  # BPE: no cleanup
+    return Generation(text.strip(), n)
+
+
+def _eos_set(model: Any, tokenizer: Any) -> set[int]:
+    configured = model.generation_config.eos_token_id
+    ids = {configured} if isinstance(configured, int) else set(configured or [])
+    return ids | {tokenizer.eos_token_id}
+
+
 @torch.inference_mode()
 def generate_batch(
     model: Any,
@@ -47,7 +80,7 @@ def generate_batch(
     num_return_sequences: int = 1,
     **generate_kwargs: Any,
 ) -> list[list[Generation]]:
-    """Generate for one batch of rendered prompts; greedy when ``temperature`` is 0.
+    """The ``generate`` engine on one batch of rendered prompts; greedy when ``temperature`` is 0.
 
     Returns, per prompt, ``num_return_sequences`` generations. ``generate_kwargs`` go to
     ``model.generate`` as they are (e.g. ``cache_implementation="static"``).
@@ -70,18 +103,92 @@ def generate_batch(
         pad_token_id=tokenizer.pad_token_id,
         **generate_kwargs,
     )
-    new = out[:, enc["input_ids"].shape[1] :]
-    finished = new == tokenizer.eos_token_id
-    # tokens up to and including the first eos; all of them if no eos was produced
-    first_eos = torch.where(
-        finished.any(1), finished.int().argmax(1) + 1, torch.full_like(finished[:, 0], new.shape[1], dtype=torch.long)
-    )
-    texts = tokenizer.batch_decode(
-        new, skip_special_tokens=True, clean_up_tokenization_spaces=False
-    )  # BPE: no cleanup
-    gens = [Generation(t.strip(), int(n)) for t, n in zip(texts, first_eos.tolist())]
+    eos = {tokenizer.eos_token_id}
+    gens = [_decode(tokenizer, row, eos) for row in out[:, enc["input_ids"].shape[1] :].tolist()]
     k = num_return_sequences
     return [gens[i * k : (i + 1) * k] for i in range(len(prompts))]
+
+
+def continuous_config(
+    seed: int | None = None, max_sequences: int | None = None, cpu_tokens: int | None = None
+) -> Any:
+    """Continuous batching's settings: at most ``max_sequences`` decoding at once; the KV cache sized from free GPU
+    memory, or on CPU (``cpu_tokens``: the workload's tokens) to the workload, not to the machine's RAM."""
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    blocks = None if cpu_tokens is None else math.ceil(cpu_tokens / ContinuousBatchingConfig.block_size) + 1
+    return ContinuousBatchingConfig(seed=seed, max_requests_per_batch=max_sequences, num_blocks=blocks)
+
+
+def generate_continuous(  # no inference_mode here: the manager's thread updates its cache in place
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    group_size: int = 32,
+    max_new_tokens: int = 192,
+    temperature: float = 0.0,
+    num_return_sequences: int = 1,
+    seed: int | None = None,
+    max_sequences: int | None = None,
+    ignore_eos: bool = False,
+) -> Iterator[tuple[list[int], list[list[Generation]]]]:
+    """The ``continuous`` engine: yield ``(indices, generations)`` as prompts finish, ``group_size`` prompts at a time.
+
+    Every prompt's ``num_return_sequences`` samples come back together; ``ignore_eos`` forces every sequence to
+    ``max_new_tokens`` (benchmarks on random weights).
+    """
+    from transformers import GenerationConfig
+    from transformers.generation.continuous_batching.utils import WorkloadHints
+
+    model.eval()
+    sample, k = temperature > 0, num_return_sequences
+    eos = _eos_set(model, tokenizer)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=sample,
+        temperature=temperature if sample else None,
+        top_p=1.0 if sample else None,
+        top_k=0 if sample else None,
+        num_return_sequences=k,
+        eos_token_id=-1 if ignore_eos else sorted(eos),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    inputs = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    hints = WorkloadHints(max(map(len, inputs), default=0), max_new_tokens, len(inputs) * k)
+    cpu_tokens = None if model.device.type == "cuda" else sum(len(i) + max_new_tokens for i in inputs) * k
+    with model.continuous_batching_context_manager(
+        generation_config=config,
+        continuous_batching_config=continuous_config(seed, max_sequences, cpu_tokens),
+        workload_hints=hints,
+        block=True,
+        timeout=5,
+    ) as manager:
+        ids = manager.add_requests(inputs=inputs, max_new_tokens=max_new_tokens)
+        index = {rid: i for i, rid in enumerate(ids)}
+        samples: dict[int, dict[int, Generation]] = {}
+        ready: list[int] = []
+        left = len(ids)
+        while left:
+            result = manager.get_result(timeout=1)
+            if result is None:
+                if not manager.is_running():
+                    raise RuntimeError("continuous batching stopped before every prompt finished")
+                continue
+            if not result.is_finished():
+                continue
+            if result.error is not None:
+                raise RuntimeError(f"generation failed for prompt {result.request_id}: {result.error}")
+            parent, _, child = result.request_id.partition(CHILD)
+            i = index[parent]
+            samples.setdefault(i, {})[int(child) + 1 if child else 0] = _decode(
+                tokenizer, result.generated_tokens, set() if ignore_eos else eos
+            )
+            if len(samples[i]) == k:
+                ready.append(i)
+                left -= 1
+            if len(ready) >= group_size or (ready and not left):
+                yield ready, [[done[s] for s in range(k)] for done in map(samples.pop, ready)]
+                ready = []
 
 
 def generate_all(
@@ -89,9 +196,27 @@ def generate_all(
     tokenizer: Any,
     prompts: Sequence[str],
     batch_size: int = 32,
+    engine: str = "auto",
+    seed: int | None = None,
+    max_sequences: int | None = None,
     **kwargs: Any,
 ) -> Iterator[tuple[list[int], list[list[Generation]]]]:
-    """Yield ``(indices, generations)`` per length-sorted batch, so callers can save as they go."""
+    """Yield ``(indices, generations)`` per group of ``batch_size`` prompts, so callers can save as they go.
+
+    ``engine`` (`pick_engine`): ``continuous`` decodes as many sequences together as memory holds (at most
+    ``max_sequences`` when given) and yields prompts as they finish; ``generate`` decodes ``batch_size`` prompts a
+    batch, length-sorted. ``seed`` seeds sampling (each engine its own way: the same seed, different samples).
+    """
+    if pick_engine(model, engine) == "continuous":
+        yield from generate_continuous(
+            model, tokenizer, prompts, group_size=batch_size, seed=seed, max_sequences=max_sequences, **kwargs
+        )
+        return
+    if seed is not None:
+        torch.manual_seed(seed)
+    ignore_eos = kwargs.pop("ignore_eos", False)
+    if ignore_eos:
+        kwargs["min_new_tokens"] = kwargs.get("max_new_tokens", 192)
     lengths = [len(p) for p in prompts]
     for idx in length_sorted_batches(lengths, batch_size):
         yield idx, generate_batch(model, tokenizer, [prompts[i] for i in idx], **kwargs)

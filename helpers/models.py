@@ -202,6 +202,28 @@ def wants_4bit(name_or_path: str, quantize: bool | None) -> bool:
     return torch.cuda.is_available() and (preset is None or preset.four_bit)
 
 
+def parameter_bytes(name_or_path: str, precision: str = "auto") -> int:
+    """A model's weights in bytes at the compute dtype, counted on the meta device from its config (nothing loaded)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(resolve(name_or_path)[0], token=hf_token())
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters()) * compute_dtype(precision).itemsize
+
+
+def inference_4bit(name_or_path: str, quantize: bool | None, precision: str = "auto") -> bool:
+    """``quantize`` resolved for generation and scoring: None (auto) is full precision (an adapter merged in) where
+    the weights take at most half the GPU's memory (a 1B model in fp16 on a T4: 2.5 of 15 GB), else as training.
+
+    Decoding from 4-bit weights dequantizes every weight at every step; merged weights decode several times faster.
+    """
+    if quantize is not None or not torch.cuda.is_available():
+        return bool(quantize)
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    return parameter_bytes(name_or_path, precision) > total / 2 and wants_4bit(name_or_path, None)
+
+
 def load_model(name_or_path: str, precision: str = "auto", quantize: bool | None = None) -> Any:
     """Causal LM: 4-bit NF4 on CUDA (``quantize=None``: `wants_4bit`), fp32 on CPU."""
     from transformers import AutoModelForCausalLM
@@ -292,7 +314,8 @@ def load_adapter_model(
 ) -> Any:
     """Base model + the LoRA adapter in ``adapter_dir`` (a `peft.PeftModel`), consistent with its training.
 
-    For inference on an unquantized base (``quantize=False``) the adapter is merged into the weights, which
+    For inference (``trainable=False``) ``quantize=None`` means `inference_4bit`: merged where it fits. On an
+    unquantized base (``quantize=False``) the adapter is merged into the weights, which
     makes generation several times faster than running LoRA beside them. An adapter trained on a 4-bit base
     (QLoRA) learned to correct *those* weights, so it is merged into the 4-bit base dequantized
     (`base_for_merge`), never into the original full-precision weights it never saw.
@@ -300,7 +323,7 @@ def load_adapter_model(
     from peft import PeftModel
 
     base = adapter_base(adapter_dir)
-    quantize = wants_4bit(base, quantize)
+    quantize = wants_4bit(base, quantize) if trainable else inference_4bit(base, quantize, precision)
     merge = not trainable and not quantize
     model = (
         base_for_merge(adapter_dir, precision) if merge else load_model(base, precision=precision, quantize=quantize)

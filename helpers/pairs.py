@@ -154,9 +154,8 @@ def sample_on_policy(
 
     Questions already in ``samples_path`` are reused when its provenance (`sampling_provenance`) matches;
     samples of another adapter or other sampling settings are moved aside and sampled again. ``batch_size``
-    counts generated sequences, so each batch holds ``batch_size // k`` questions.
+    counts generated sequences: ``batch_size // k`` questions are saved at a time (and decode together on CPU).
     """
-    import torch
     from tqdm.auto import tqdm
 
     from helpers import provenance
@@ -166,7 +165,6 @@ def sample_on_policy(
     done = {str(row["id"]): [str(x) for x in row["samples"]] for row in read_jsonl(path)}
     todo = list({r["id"]: r for r in records if r["id"] not in done}.values())
     if todo:
-        torch.manual_seed(settings.seed)
         prompts = [render_prompt(tok, r) for r in todo]
         batches = generation.generate_all(
             model,
@@ -176,6 +174,7 @@ def sample_on_policy(
             max_new_tokens=settings.max_new_tokens,
             temperature=settings.temperature,
             num_return_sequences=k,
+            seed=settings.seed,
         )
         with tqdm(total=len(todo), desc=f"sampling {k} per question", unit="q") as bar:
             for idx, gens in batches:

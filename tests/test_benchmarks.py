@@ -156,58 +156,45 @@ def test_peer_speed_runs_each_side_in_its_own_process_and_padding_free_trains_on
     assert "steady x project" in out and "rows written to" in out
 
 
-def test_generation_1b_forces_full_length_on_both_paths(tmp_path, ecqa_dir):
+def test_generation_1b_forces_full_length_and_rows_carry_the_bound_columns(tmp_path, ecqa_dir):
     run(
         "generation_1b.py",
         "--tiny",
-        "--precision",
-        "bf16",
-        "--models",
-        "merged",
-        "--sampling-questions",
-        "3",
-        "--eval-questions",
-        "2",
-        "--max-new-tokens",
-        "4",
-        "--tokenizer",
-        "smollm2-135m",
-        "--data",
-        str(ecqa_dir),
-        "--work",
-        str(tmp_path / "w"),
-        "--out",
-        str(tmp_path),
-    )
-    rows = json.loads(next(tmp_path.glob("*-cpu-generation-1b.json")).read_text())
-    assert {(r["stage"], r["path"]) for r in rows} == {
-        (s, p) for s in ("sampling", "cot-eval") for p in ("project", "plain")
-    }
-    for r in rows:
-        k = PairSettings().samples_per_question if r["stage"] == "sampling" else 1  # the project's settings
-        assert r["samples"] == r["questions"] * r["k"] and r["k"] == k
-        assert r["new_tokens"] == r["samples"] * 4  # random weights: every row forced to max_new_tokens
-        assert r["model_size"] == "toy" and r["card"] == "cpu"
-
-
-def test_generation_1b_sweeps_sequences_per_batch(tmp_path, ecqa_dir):
-    run(
-        "generation_1b.py",
-        "--tiny",
-        *("--precision", "bf16", "--models", "merged", "--stages", "sampling", "--paths", "project"),
-        *("--sampling-questions", "2", "--max-new-tokens", "3", "--batches", "8", "16"),
-        *("--attention", "pytorch", "no-cudnn"),
+        *("--precision", "bf16", "--paths", "merged-generate", "merged-continuous", "--batches", "4", "8"),
+        *("--full-batches", "1", "--max-new-tokens", "3"),
         *("--tokenizer", "smollm2-135m", "--data", str(ecqa_dir)),
         *("--work", str(tmp_path / "w"), "--out", str(tmp_path)),
     )
-    rows = json.loads(next(tmp_path.glob("*-cpu-generation-1b.json")).read_text())
-    assert [(r["sequences_per_batch"], r["attention"]) for r in rows] == [
-        (8, "pytorch"),
-        (8, "no-cudnn"),
-        (16, "pytorch"),
-        (16, "no-cudnn"),
-    ]
-    assert all(r["new_tokens"] == r["samples"] * 3 for r in rows)
+    rows = json.loads(next(tmp_path.glob("*-cpu-generation-bound.json")).read_text())
+    assert {(r["stage"], r["path"], r["sequences_per_step"]) for r in rows} == {
+        (s, p, b) for s in ("sampling", "cot-eval") for p in ("merged-generate", "merged-continuous") for b in (4, 8)
+    }
+    for r in rows:
+        k = PairSettings().samples_per_question if r["stage"] == "sampling" else 1  # the project's settings
+        assert r["k"] == k and r["sequences"] == max(1, r["sequences_per_step"] // k) * k
+        assert r["new_tokens"] == r["sequences"] * 3  # random weights: every row forced to max_new_tokens
+        assert r["model_size"] == "toy" and r["card"] == "cpu" and r["bound_tokens_per_s"] is None
+        assert r["ms_per_step"] > 0 and r["tokens_per_s"] > 0
+
+
+def test_the_bound_is_weights_and_cache_read_or_flops_done(monkeypatch):
+    """At Llama-3.2-1B shape a T4 decode step for one sequence reads 2.47 GB of fp16 weights at 320 GB/s (~7.7 ms);
+    for 256 sequences at 250 tokens of context the KV cache read (2.1 GB) still outweighs the FLOPs."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import generation_1b as g
+    import train_speed as ts
+    from transformers import LlamaConfig
+
+    params, kv, attn = g.model_figures(LlamaConfig(**ts.LLAMA_32_1B))
+    assert 1.23e9 < params < 1.24e9 and kv == 2 * 16 * 8 * 64 and attn == 4 * 16 * 32 * 64
+    t4 = g.card_figures("Tesla T4")
+    one = g.bound(1, 0, params, kv * 2, 2, attn, t4)
+    assert 1 / one == pytest.approx(params * 2 / 320e9)  # ms per step of one sequence, no cache
+    many = g.bound(256, 250, params, kv * 2, 2, attn, t4)
+    read, flops = params * 2 + 256 * 250 * kv * 2, 256 * (2 * params + attn * 250)
+    assert read / 320e9 > flops / 65e12 and many == pytest.approx(256 / (read / 320e9))
+    assert 17_000 < many < 19_000
+    assert g.card_figures("NVIDIA H100 80GB HBM3") == (989e12, 3.35e12) and g.card_figures("cpu") is None
 
 
 def _peer_speed(monkeypatch):

