@@ -94,8 +94,12 @@ def evaluate_cot(
     out_path: str | Path,
     batch_size: int = 32,
     max_new_tokens: int = 192,
+    engine: str = "auto",
 ) -> list[dict]:
-    """Greedy explanation + ``Answer: X`` per question, parsed by `extract_answer`; resumable."""
+    """Greedy explanation + ``Answer: X`` per question, parsed by `extract_answer`; resumable.
+
+    ``engine``: `helpers.generation.pick_engine` (continuous batching on a GPU).
+    """
     prompts = [render_prompt(tokenizer, q) for q in questions]
 
     def run(todo: list[int]) -> Batches:
@@ -106,6 +110,7 @@ def evaluate_cot(
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             temperature=0.0,
+            engine=engine,
         ):
             yield [todo[j] for j in idx], [_cot_result(g[0], max_new_tokens) for g in gens]
 
@@ -123,6 +128,7 @@ def evaluate_cot_at_k(
     k: int = 8,
     temperature: float = 0.7,
     seed: int = 42,
+    engine: str = "auto",
 ) -> list[dict]:
     """Self-consistency: ``k`` samples per question, majority vote; resumable.
 
@@ -141,6 +147,7 @@ def evaluate_cot_at_k(
             temperature=temperature,
             num_return_sequences=k,
             seed=seed,
+            engine=engine,
         ):
             yield [todo[j] for j in idx], [vote(samples, max_new_tokens) for samples in gens]
 
