@@ -1,6 +1,6 @@
-"""The README's published tables are what the committed per-question records in assets/results compute.
+"""The published tables (docs/results.md) are what the committed per-question records in assets/results compute.
 
-A README number edited by hand, or records replaced without the README following (or the other way round),
+A table number edited by hand, or records replaced without the tables following (or the other way round),
 fails here; `python scripts/publish_results.py assets/results` prints the tables to copy from.
 """
 
@@ -16,11 +16,11 @@ from helpers import metrics
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "assets" / "results"
 SECTION = "## The published SmolLM2-135M result"
-SUMMED = {"cloze (summed log-prob)": "cloze (acc)"}  # else the README's mode cell up to " (" is the label
+SUMMED = {"cloze (summed log-prob)": "cloze (acc)"}  # else the table's mode cell up to " (" is the label
 
 
-def _readme_rows() -> list[list[str]]:
-    text = (REPO / "README.md").read_text()
+def _published_rows() -> list[list[str]]:
+    text = (REPO / "docs" / "results.md").read_text()
     section = text[text.index(SECTION) : text.index("\n## ", text.index(SECTION) + 1)]
     return [
         [c.strip().strip("*").strip() for c in line.strip().strip("|").split("|")]
@@ -41,7 +41,7 @@ def _label(cell: str) -> str:
 
 def test_the_results_table_is_computed_from_the_records(computed):
     summary, _ = computed
-    rows = [r for r in _readme_rows() if r[0] in {"base", "sft", "dpo"} and len(r) == 7]
+    rows = [r for r in _published_rows() if r[0] in {"base", "sft", "dpo"} and len(r) == 7]
     assert len(rows) >= 15, rows
     by = summary.set_index(["variant", "label"])
     for variant, mode, accuracy, ci, *_ in rows:
@@ -54,7 +54,7 @@ def test_the_results_table_is_computed_from_the_records(computed):
 
 def test_the_mcnemar_table_is_computed_from_the_records(computed):
     _, comparisons = computed
-    rows = [r for r in _readme_rows() if " vs " in r[0] and len(r) == 7]
+    rows = [r for r in _published_rows() if " vs " in r[0] and len(r) == 7]
     assert len(rows) >= 5, rows
     by = {(c.comparison, c.label): c for c in comparisons.itertuples()}
     for comparison, mode, accuracy, delta, earlier, later, p in rows:
