@@ -21,6 +21,10 @@ sys.modules["recipe"] = recipe  # its dataclasses look their module up there
 spec.loader.exec_module(recipe)  # type: ignore[union-attr]
 
 
+SFT = "sft-r64-all-linear"  # the SFT lever the DPO and STaR levers start from in these tests
+T = recipe.THEN
+
+
 def parsed(command: list[str]):
     """Settings of a ``python -m helpers STEP --field value ...`` command line."""
     assert command[1:3] == ["-m", "helpers"], command
@@ -38,12 +42,12 @@ def test_sft_levers_are_valid_settings_changing_only_their_fields(name, tmp_path
 
 
 def test_dpo_levers_and_publish_are_valid_settings(tmp_path, monkeypatch):
-    sft_dir = tmp_path / "L2" / "outputs" / "sft"
+    sft_dir = tmp_path / SFT / "outputs" / "sft"
     sft_dir.mkdir(parents=True)
     (sft_dir / "settings.json").write_text('{"quantize": false, "answer_format": "letter"}')
-    (tmp_path / "L2-pairs" / "data").mkdir(parents=True)
-    (tmp_path / "L2-pairs" / "data" / "dpo_pairs.jsonl").write_text("")  # sampled already: nothing runs
-    jobs = recipe.dpo_jobs(tmp_path, "L2", sorted(recipe.DPO_LEVERS))
+    (tmp_path / f"{SFT}{T}pairs" / "data").mkdir(parents=True)
+    (tmp_path / f"{SFT}{T}pairs" / "data" / "dpo_pairs.jsonl").write_text("")  # sampled already: nothing runs
+    jobs = recipe.dpo_jobs(tmp_path, SFT, sorted(recipe.DPO_LEVERS))
     for name, job in jobs.items():
         *own_pairs, dpo, ev = (parsed(s) for s in job.steps if isinstance(s, list))
         assert dpo.variant == ev.variants[0] == "dpo" and dpo.quantize is False
@@ -62,45 +66,84 @@ def test_dpo_levers_and_publish_are_valid_settings(tmp_path, monkeypatch):
 
 
 def test_another_round_starts_from_a_dpo_lever_and_best_reads_held_out_rows(tmp_path):
+    first = f"{SFT}{T}dpo-lr5e-5-beta0.1-4pairs"
     for variant in ("sft", "dpo"):  # a DPO lever's root holds the SFT adapter it started from, and its own
-        (tmp_path / "L2-D6" / "outputs" / variant).mkdir(parents=True)
-        (tmp_path / "L2-D6" / "outputs" / variant / "settings.json").write_text(
+        (tmp_path / first / "outputs" / variant).mkdir(parents=True)
+        (tmp_path / first / "outputs" / variant / "settings.json").write_text(
             f'{{"quantize": false, "v": "{variant}"}}'
         )
-    (tmp_path / "L2-D6-pairs" / "data").mkdir(parents=True)
-    (tmp_path / "L2-D6-pairs" / "data" / "dpo_pairs.jsonl").write_text("")
-    job = recipe.dpo_jobs(tmp_path, "L2-D6", ["D5"])["D5"]
-    assert job.root.name == "L2-D6-D5"
-    policy = json.loads((tmp_path / "L2-D6-pairs" / "outputs" / "sft" / "settings.json").read_text())
-    assert policy["v"] == "dpo"  # round 2 samples from round 1's DPO model and trains from it, not from the SFT
+    (tmp_path / f"{first}{T}pairs" / "data").mkdir(parents=True)
+    (tmp_path / f"{first}{T}pairs" / "data" / "dpo_pairs.jsonl").write_text("")
+    job = recipe.dpo_jobs(tmp_path, first, ["dpo-lr5e-5-beta0.1"])["dpo-lr5e-5-beta0.1"]
+    assert job.root.name == f"{first}{T}dpo-lr5e-5-beta0.1"
+    policy = json.loads((tmp_path / f"{first}{T}pairs" / "outputs" / "sft" / "settings.json").read_text())
+    assert policy["v"] == "dpo"  # a second round samples from the first's DPO model and trains from it, not the SFT
     rows = [
-        {"root": "L2-D5", "cot_acc": 31.0, "seconds": 100},
-        {"root": "L2-D6", "cot_acc": 33.0, "seconds": 100},
-        {"root": "L2-D7", "cot_acc": 40.0, "seconds": -1},  # stopped at the deadline: not a candidate
-        {"root": "L3-D6", "cot_acc": 35.0, "seconds": 100},
+        {"root": f"{SFT}{T}dpo-lr5e-5-beta0.1", "cot_acc": 31.0, "seconds": 100},
+        {"root": f"{SFT}{T}dpo-lr5e-5-beta0.1-4pairs", "cot_acc": 33.0, "seconds": 100},
+        {"root": f"{SFT}{T}dpo-lr2e-4-beta0.1-4pairs", "cot_acc": 40.0, "seconds": -1},  # stopped: not a candidate
+        {"root": f"{SFT}-4bit{T}dpo-lr5e-5-beta0.1-4pairs", "cot_acc": 34.0, "seconds": 100},  # another start
+        {"root": f"sft-r64-all-linear-2epochs{T}dpo-lr5e-5-beta0.1", "cot_acc": 35.0, "seconds": 100},
     ]
     (tmp_path / "recipe-dpo-rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert recipe.best(tmp_path, "dpo") == "L3-D6"
-    assert recipe.best(tmp_path, "dpo", "L2") == "L2-D6"
+    assert recipe.best(tmp_path, "dpo") == f"sft-r64-all-linear-2epochs{T}dpo-lr5e-5-beta0.1"
+    assert recipe.best(tmp_path, "dpo", SFT) == f"{SFT}{T}dpo-lr5e-5-beta0.1-4pairs"
 
 
-def test_star_levers_and_d9_take_the_samples_of_every_question(tmp_path):
-    sft_dir = tmp_path / "L2" / "outputs" / "sft"
+def test_star_levers_and_dpo_on_every_question_take_the_samples_of_every_question(tmp_path):
+    sft_dir = tmp_path / SFT / "outputs" / "sft"
     sft_dir.mkdir(parents=True)
     (sft_dir / "settings.json").write_text('{"quantize": false, "answer_format": "letter"}')
-    for name in ("L2-star", "L2-pairs"):  # sampled already: nothing runs
+    for name in (f"{SFT}{T}star", f"{SFT}{T}pairs"):  # sampled already: nothing runs
         (tmp_path / name / "data").mkdir(parents=True)
         (tmp_path / name / "data" / "dpo_pairs.jsonl").write_text("")
-    for name, job in recipe.star_jobs(tmp_path, "L2", sorted(recipe.STAR_LEVERS)).items():
+    for name, job in recipe.star_jobs(tmp_path, SFT, sorted(recipe.STAR_LEVERS)).items():
         build, sft, ev = job.steps
         sft, ev = parsed(sft), parsed(ev)
         assert sft.data_source == ev.data_source == str(job.root / "ecqa") and ev.split == "holdout"
         for field, value in {**recipe.FAST, **recipe.STAR_LEVERS[name]}.items():
             assert getattr(sft, field) == value, (name, field)
-    copy, *_ = recipe.dpo_jobs(tmp_path, "L2", ["D9"])["D9"].steps  # D9's pairs start from the star samples
-    (tmp_path / "L2-star" / "data" / "dpo_pairs_samples.jsonl").write_text("{}\n")
+    every = "dpo-lr5e-5-beta0.1-nll0.2-all-questions"
+    copy, *_ = recipe.dpo_jobs(tmp_path, SFT, [every])[every].steps  # its pairs start from the star samples
+    (tmp_path / f"{SFT}{T}star" / "data" / "dpo_pairs_samples.jsonl").write_text("{}\n")
     copy()
-    assert (tmp_path / "L2-D9" / "data" / "dpo_pairs_samples.jsonl").read_text() == "{}\n"
+    assert (tmp_path / f"{SFT}{T}{every}" / "data" / "dpo_pairs_samples.jsonl").read_text() == "{}\n"
+
+
+def expected_name(kind: str, lever: dict) -> str:
+    """A lever's name written from its settings: LoRA rank and layers, 4-bit base, epochs, answer format and learning
+    rate for SFT and STaR; learning rate, beta, NLL weight and pairs of its own for DPO."""
+    lr = f"{lever.get('learning_rate', 0):.0e}".replace("e-0", "e-")  # 5e-06 -> 5e-6
+    if kind == "dpo":
+        pairs = lever.get(recipe.PAIRS_KEY, {})
+        parts = [f"lr{lr}", f"beta{lever['beta']:g}"]
+        parts += [f"nll{lever['nll_weight']:g}"] if "nll_weight" in lever else []
+        parts += ["all-questions"] if recipe.STAR_SAMPLES.items() <= pairs.items() else []
+        parts += [f"{pairs['pairs_per_question']}pairs"] if pairs.get("pairs_per_question", 1) > 1 else []
+    else:
+        parts = [f"r{lever.get('lora_r', 16)}", "all-linear" if "target_modules" in lever else "qkvo"]
+        parts += ["4bit"] if lever["quantize"] else []
+        parts += [f"{lever['num_train_epochs']:g}epochs"] if "num_train_epochs" in lever else []
+        parts += [lever["answer_format"]] if "answer_format" in lever else []
+        parts += [f"lr{lr}"] if "learning_rate" in lever else []
+    return "-".join([kind, *parts])
+
+
+def test_each_lever_is_named_by_its_settings():
+    for kind, levers in (("sft", recipe.SFT_LEVERS), ("dpo", recipe.DPO_LEVERS), ("star", recipe.STAR_LEVERS)):
+        for name, lever in levers.items():
+            assert name == expected_name(kind, lever)
+            assert recipe.THEN not in name
+
+
+def test_published_short_names_translate_to_levers_and_roots():
+    levers = {**recipe.SFT_LEVERS, **recipe.DPO_LEVERS, **recipe.STAR_LEVERS}
+    assert set(recipe.PUBLISHED_NAMES.values()) == set(levers)  # one short name a lever
+    published = json.loads((REPO / "assets" / "recipe" / "2026-11-28-NVIDIA-H200-dpo-round2.json").read_text())
+    for short, settings in published["levers"].items():
+        assert levers[recipe.lever_name(short)] == settings, short
+    assert recipe.lever_name("L2-D7") == f"{SFT}{T}dpo-lr5e-5-beta0.1-nll0.2-4pairs"
+    assert recipe.lever_name(SFT) == SFT and recipe.lever_name("best") == "best"
 
 
 def test_star_data_swaps_in_own_correct_explanations_and_keeps_the_held_out_slice(tmp_path, ecqa_dir, ecqa_loaded):

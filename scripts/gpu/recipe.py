@@ -1,19 +1,24 @@
 """Recipe levers for SmolLM2-135M on the held-out slice of train (never validation), several runs at once on one GPU.
 
-    python scripts/gpu/recipe.py sft L0 L1 L2 ...          # SFT levers, each evaluated on the 500 held-out questions
-    python scripts/gpu/recipe.py dpo --sft L2 D0 D1 ...     # DPO levers from one SFT lever's adapter (same slice)
-    python scripts/gpu/recipe.py dpo --sft best:L2 same     # another on-policy round from the best DPO lever so far
-    python scripts/gpu/recipe.py star --sft L2 S1           # STaR: SFT again on L2's own correct explanations
-    python scripts/gpu/recipe.py publish --sft L2 --dpo best  # that SFT and the best DPO (held-out) on validation
+    R="python scripts/gpu/recipe.py"
+    $R list                                               # every lever's name and settings
+    $R sft sft-r16-qkvo sft-r64-all-linear ...            # SFT levers, each evaluated on the 500 held-out questions
+    $R dpo --sft sft-r64-all-linear dpo-lr5e-6-beta0.1 ...  # DPO levers from one SFT lever's adapter (same slice)
+    $R dpo --sft best:sft-r64-all-linear same             # another on-policy round from the best DPO lever so far
+    $R star --sft sft-r64-all-linear star-r64-all-linear  # STaR: SFT again on that SFT's own correct explanations
+    $R publish --sft sft-r64-all-linear --dpo best        # that SFT and the best DPO (held-out) on validation
 
-Each lever is a set of settings fields on top of `BASE` and runs as the project's own command line
-(``python -m helpers sft|pairs|dpo|eval``) under its own root ``$RECIPE_ROOT/<lever>``; levers run as
-parallel processes (a 135M model leaves the GPU mostly idle: decoding and small steps are bound by kernel
-launches on the host). Prints one row per lever (held-out CoT accuracy, parse failures, the most frequent
+Each lever is a set of settings fields on top of `BASE`, named by them (`SFT_LEVERS`, `DPO_LEVERS`, `STAR_LEVERS`),
+and runs as the project's own command line (``python -m helpers sft|pairs|dpo|eval``) under its own root
+``$RECIPE_ROOT/<lever>``, or ``$RECIPE_ROOT/<start>__<lever>`` for a lever that starts from another's adapter;
+levers run as parallel processes (a 135M model leaves the GPU mostly idle: decoding and small steps are bound by
+kernel launches on the host). Prints one row per lever (held-out CoT accuracy, parse failures, the most frequent
 predicted letter's share, cloze accuracy), appends each to ``$OUT/recipe-<phase>-rows.jsonl`` as it finishes
 and writes them all to ``$OUT/recipe-<phase>.json``. ``RECIPE_SECONDS`` stops jobs still running after that many
-seconds (their rows say ``seconds: -1``). The predictions
-and results are in assets/recipe/NOTES.md. Needs a CUDA GPU (see scripts/gpu/setup.sh).
+seconds (their rows say ``seconds: -1``). The predictions and results are in assets/recipe/NOTES.md, whose files
+name the levers by the short names in `PUBLISHED_NAMES` (accepted here too). Needs a CUDA GPU and what
+``bash scripts/gpu/bundle.sh`` builds (gpu-bundle/1 for the wheels and data, /2 and /3 for SmolLM2's GGUF), laid out
+by ``. scripts/gpu/setup.sh`` on the GPU machine (it sets ``ECQA_DATA``); ``--smoke`` checks the script on a CPU.
 """
 
 from __future__ import annotations
@@ -36,33 +41,51 @@ DATA = os.environ.get("ECQA_DATA", "../shared/data/ecqa")  # the ECQA folder (sc
 FAST = {"gradient_checkpointing": False, "save_steps": 200}  # speed only: the same optimisation
 ALL64 = {"target_modules": "all-linear", "lora_r": 64, "lora_alpha": 128}
 PAIRS_KEY = "pairs"  # in a DPO lever: pair settings of its own, built from the shared samples
-SFT_LEVERS: dict[str, dict] = {  # one lever changed at a time against L0 (bf16 base, no 4-bit, for screening)
-    "L0": {"quantize": False},  # today's recipe: LoRA r16 on q/k/v/o, lr 2e-4, 1 epoch
-    "L0q": {"quantize": True},  # the same on a 4-bit base (QLoRA): does 4-bit rank levers as bf16 does?
-    "L1": {"quantize": False, "target_modules": "all-linear"},
-    "L2": {"quantize": False, **ALL64},
-    "L2q": {"quantize": True, **ALL64},
-    "L3": {"quantize": False, **ALL64, "num_train_epochs": 2.0},
-    "L4": {"quantize": False, **ALL64, "answer_format": "letter+text"},
-    "L5": {"quantize": False, **ALL64, "learning_rate": 5e-4},
-    "L6": {"quantize": False, **ALL64, "num_train_epochs": 2.0, "answer_format": "letter+text"},
+THEN = "__"  # in a root's name, between the lever whose adapter a run starts from and the run's own lever
+# One lever changed at a time against sft-r16-qkvo (bf16 base, no 4-bit, for screening), each named by what it sets:
+# LoRA rank and layers, "4bit" for a quantized base, epochs, answer format, learning rate.
+SFT_LEVERS: dict[str, dict] = {
+    "sft-r16-qkvo": {"quantize": False},  # the recipe the screen started from: LoRA r16 on q/k/v/o, lr 2e-4, 1 epoch
+    "sft-r16-qkvo-4bit": {"quantize": True},  # the same on a 4-bit base (QLoRA): does 4-bit rank levers as bf16 does?
+    "sft-r16-all-linear": {"quantize": False, "target_modules": "all-linear"},
+    "sft-r64-all-linear": {"quantize": False, **ALL64},
+    "sft-r64-all-linear-4bit": {"quantize": True, **ALL64},
+    "sft-r64-all-linear-2epochs": {"quantize": False, **ALL64, "num_train_epochs": 2.0},
+    "sft-r64-all-linear-letter+text": {"quantize": False, **ALL64, "answer_format": "letter+text"},
+    "sft-r64-all-linear-lr5e-4": {"quantize": False, **ALL64, "learning_rate": 5e-4},
+    "sft-r64-all-linear-2epochs-letter+text": {
+        "quantize": False,
+        **ALL64,
+        "num_train_epochs": 2.0,
+        "answer_format": "letter+text",
+    },
 }
+QLORA_LEVER = "sft-r16-qkvo-4bit"  # evaluated three ways (`qlora_diagnosis`)
 # Every train question sampled (4 each): what a STaR round and DPO on pairs from all questions start from.
 STAR_SAMPLES = {"train_sample_size": None, "samples_per_question": 4, "batch_size": 4096}
-DPO_LEVERS: dict[str, dict] = {  # from the chosen SFT lever's adapter, on-policy pairs sampled from it (variant "dpo")
-    "D0": {"learning_rate": 5e-6, "beta": 0.1},
-    "D1": {"learning_rate": 5e-6, "beta": 0.1, "nll_weight": 1.0},
-    "D2": {"learning_rate": 2e-5, "beta": 0.1, "nll_weight": 1.0},
-    "D3": {"learning_rate": 5e-6, "beta": 0.3, "nll_weight": 1.0},
-    "D4": {"learning_rate": 5e-7, "beta": 0.1},
-    # Round 2 (session 13): D0's loss stayed at 0.693 (margins ~0.02), so the policy never moved. LoRA wants
-    # ~10x a full fine-tune's learning rate ("LoRA Without Regret"), and one pair per question wastes samples.
-    "D5": {"learning_rate": 5e-5, "beta": 0.1},
-    "D6": {"learning_rate": 5e-5, "beta": 0.1, PAIRS_KEY: {"pairs_per_question": 4}},
-    "D7": {"learning_rate": 5e-5, "beta": 0.1, "nll_weight": 0.2, PAIRS_KEY: {"pairs_per_question": 4}},
-    "D8": {"learning_rate": 2e-4, "beta": 0.1, PAIRS_KEY: {"pairs_per_question": 4}},
-    # Session 14: D7 on pairs from every train question (the STaR samples, 4 each; one pair per question).
-    "D9": {
+# From the chosen SFT lever's adapter, on-policy pairs sampled from it (variant "dpo"), each named by its learning
+# rate, beta, NLL weight (if any) and pairs (if its own: up to 4 per question, or one from every train question).
+DPO_LEVERS: dict[str, dict] = {
+    "dpo-lr5e-6-beta0.1": {"learning_rate": 5e-6, "beta": 0.1},
+    "dpo-lr5e-6-beta0.1-nll1": {"learning_rate": 5e-6, "beta": 0.1, "nll_weight": 1.0},
+    "dpo-lr2e-5-beta0.1-nll1": {"learning_rate": 2e-5, "beta": 0.1, "nll_weight": 1.0},
+    "dpo-lr5e-6-beta0.3-nll1": {"learning_rate": 5e-6, "beta": 0.3, "nll_weight": 1.0},
+    "dpo-lr5e-7-beta0.1": {"learning_rate": 5e-7, "beta": 0.1},
+    # Added 2026-11-28 (assets/recipe/NOTES.md): at lr 5e-6 the loss stayed at 0.693 (margins ~0.02), so the policy
+    # never moved. LoRA wants ~10x a full fine-tune's learning rate ("LoRA Without Regret"), and one pair per
+    # question wastes samples.
+    "dpo-lr5e-5-beta0.1": {"learning_rate": 5e-5, "beta": 0.1},
+    "dpo-lr5e-5-beta0.1-4pairs": {"learning_rate": 5e-5, "beta": 0.1, PAIRS_KEY: {"pairs_per_question": 4}},
+    "dpo-lr5e-5-beta0.1-nll0.2-4pairs": {
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "nll_weight": 0.2,
+        PAIRS_KEY: {"pairs_per_question": 4},
+    },
+    "dpo-lr2e-4-beta0.1-4pairs": {"learning_rate": 2e-4, "beta": 0.1, PAIRS_KEY: {"pairs_per_question": 4}},
+    # The same as dpo-lr5e-5-beta0.1-nll0.2-4pairs on pairs from every train question (the STaR samples, 4 each; one
+    # pair per question).
+    "dpo-lr5e-5-beta0.1-nll0.2-all-questions": {
         "learning_rate": 5e-5,
         "beta": 0.1,
         "nll_weight": 0.2,
@@ -79,14 +102,51 @@ PAIRS = {
     "train_sample_size": 1000,  # 8,000 samples: a few minutes on one GPU
 }
 STAR_LEVERS: dict[str, dict] = {  # SFT from the base again, on data whose explanations come from the samples
-    # S1 (STaR, session 14): L2's settings; where the start model got a question right, one of its own correct
+    # STaR with sft-r64-all-linear's settings: where the start model got a question right, one of its own correct
     # explanations replaces ECQA's (seeded choice), elsewhere ECQA's stays (same questions, same held-out slice).
-    "S1": {"quantize": False, **ALL64},
+    "star-r64-all-linear": {"quantize": False, **ALL64},
 }
+# The short names under which the levers ran: the keys of the result files in assets/recipe/ ("levers", "rows") and
+# the names of their logs (run-round2/, run-star/, ...), with the lever each stands for. A short name, or a
+# published root (short names joined by "-": one lever run from another's adapter), is accepted wherever a lever's
+# name is.
+PUBLISHED_NAMES = {
+    "L0": "sft-r16-qkvo",
+    "L0q": "sft-r16-qkvo-4bit",
+    "L1": "sft-r16-all-linear",
+    "L2": "sft-r64-all-linear",
+    "L2q": "sft-r64-all-linear-4bit",
+    "L3": "sft-r64-all-linear-2epochs",
+    "L4": "sft-r64-all-linear-letter+text",
+    "L5": "sft-r64-all-linear-lr5e-4",
+    "L6": "sft-r64-all-linear-2epochs-letter+text",
+    "D0": "dpo-lr5e-6-beta0.1",
+    "D1": "dpo-lr5e-6-beta0.1-nll1",
+    "D2": "dpo-lr2e-5-beta0.1-nll1",
+    "D3": "dpo-lr5e-6-beta0.3-nll1",
+    "D4": "dpo-lr5e-7-beta0.1",
+    "D5": "dpo-lr5e-5-beta0.1",
+    "D6": "dpo-lr5e-5-beta0.1-4pairs",
+    "D7": "dpo-lr5e-5-beta0.1-nll0.2-4pairs",
+    "D8": "dpo-lr2e-4-beta0.1-4pairs",
+    "D9": "dpo-lr5e-5-beta0.1-nll0.2-all-questions",
+    "S1": "star-r64-all-linear",
+}
+
+
+def lever_name(name: str) -> str:
+    """A lever's or root's name as this script gives it: a published short name (`PUBLISHED_NAMES`) translated, a
+    published root's short names translated and joined with `THEN`; any other name as it is."""
+    parts = name.split("-")
+    if all(p in PUBLISHED_NAMES for p in parts):
+        return THEN.join(PUBLISHED_NAMES[p] for p in parts)
+    return name
+
+
 EVAL = {"split": "holdout", "modes": "cot,cloze", "batch_size": 256}
 PUBLISH_MODES = {  # two evaluations, cot@k (8 samples each) last, 128 questions a batch: at 32 (batch 256) the SFT
-    # model's cot@k got through 384 of 1,221 questions in one call (session 12); batching is not part of a record's
-    # provenance, but in cot@k it changes which samples are drawn (sampling is seeded once per call)
+    # model's cot@k got through 384 of 1,221 questions in one call of the device runner; batching is not part of a
+    # record's provenance, but in cot@k it changes which samples are drawn (sampling is seeded once per call)
     "cot,cloze,letter,letter-cyclic": {},
     "cot@k": {"batch_size": 1024},
 }
@@ -168,15 +228,15 @@ QLORA_WAYS = {"as-trained-4bit": True, "merged-dequantized": False, "merged-orig
 
 
 def qlora_diagnosis(top: Path) -> list[Step]:
-    """Steps that evaluate the 4-bit L0q adapter three ways, after L0q's training: on its 4-bit base (as
+    """Steps that evaluate the 4-bit `QLORA_LEVER` adapter three ways, after its training: on its 4-bit base (as
     trained), merged into that base dequantized (the project's path), and merged into the original
     full-precision weights (the old path, which forgot that the adapter was trained against 4-bit weights)."""
     steps: list[Step] = []
     for way, quantize in QLORA_WAYS.items():
-        root = top / f"L0q-{way}"
+        root = top / f"{QLORA_LEVER}{THEN}{way}"
 
         def copy(root: Path = root, way: str = way) -> None:
-            shutil.copytree(top / "L0q" / "outputs" / "sft", root / "outputs" / "sft", dirs_exist_ok=True)
+            shutil.copytree(top / QLORA_LEVER / "outputs" / "sft", root / "outputs" / "sft", dirs_exist_ok=True)
             if way == "merged-original":  # forget that it was a QLoRA run: merged into the original weights
                 prov = root / "outputs" / "sft" / "provenance.json"
                 prov.write_text(json.dumps({**json.loads(prov.read_text()), "quantized": False}))
@@ -205,9 +265,9 @@ def sft_jobs(top: Path, levers: list[str]) -> dict[str, Job]:
             cli("eval", root, {**EVAL, "quantize": lever.get("quantize"), "variants": "sft"}),
         ]
         extra = {}
-        if name == "L0q" and not os.environ.get("RECIPE_SMOKE"):
+        if name == QLORA_LEVER and not os.environ.get("RECIPE_SMOKE"):
             steps = steps[:1] + qlora_diagnosis(top)  # its own evaluation is the as-trained way
-            extra = {f"L0q-{way}": top / f"L0q-{way}" for way in QLORA_WAYS}
+            extra = {f"{name}{THEN}{way}": top / f"{name}{THEN}{way}" for way in QLORA_WAYS}
         jobs[name] = Job(root, "sft", steps, extra)
     return jobs
 
@@ -219,21 +279,23 @@ def adapter_of(root: Path) -> Path:
     return dpo if dpo.is_dir() else root / "outputs" / "sft"
 
 
-def best(top: Path, phase: str, prefix: str = "") -> str:
+def best(top: Path, phase: str, start: str = "") -> str:
     """The root name of the lever with the best held-out CoT accuracy among ``phase``'s rows so far (ties: the
-    first), its root starting with ``prefix``: the rule that picks what is published, never validation."""
+    first), among those that started from ``start``'s adapter if given: the rule that picks what is published,
+    never validation."""
     rows = [json.loads(line) for line in (top / f"recipe-{phase}-rows.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r.get("root", "").startswith(prefix) and "cot_acc" in r and r["seconds"] >= 0]
+    rows = [r for r in rows if "cot_acc" in r and r["seconds"] >= 0]
+    rows = [r for r in rows if not start or r.get("root", "").startswith(start + THEN)]
     return max(rows, key=lambda r: r["cot_acc"])["root"]
 
 
 def sampled(top: Path, start: str, name: str, sampling: dict) -> tuple[Path, dict]:
-    """Samples (and pairs) from ``start``'s adapter under ``<start>-<name>``, drawn once; returns that root and
+    """Samples (and pairs) from ``start``'s adapter under ``<start>__<name>``, drawn once; returns that root and
     the settings every later step shares with the start (quantize, answer_format)."""
     adapter = adapter_of(top / start)
     settings = json.loads((adapter / "settings.json").read_text())
     shared = {k: settings[k] for k in ("quantize", "answer_format") if k in settings}
-    root = top / f"{start}-{name}"
+    root = top / f"{start}{THEN}{name}"
     shutil.copytree(adapter, root / "outputs" / "sft", dirs_exist_ok=True)
     if not (root / "data" / "dpo_pairs.jsonl").is_file():
         subprocess.run(cli("pairs", root, {**PAIRS, **shared, **sampling}), check=True)
@@ -246,7 +308,7 @@ def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
     pairs_root, shared = sampled(top, start, "pairs", {})
     jobs = {}
     for name in levers:
-        root = top / f"{start}-{name}"
+        root = top / f"{start}{THEN}{name}"
         shutil.copytree(pairs_root, root, dirs_exist_ok=True)
         lever = dict(DPO_LEVERS[name])
         own_pairs = lever.pop(PAIRS_KEY, None)
@@ -258,7 +320,7 @@ def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
         if own_pairs:  # the same samples (their provenance matches), other pairs
             steps.insert(0, cli("pairs", root, {**PAIRS, **shared, **own_pairs}))
             if STAR_SAMPLES.items() <= own_pairs.items():  # sampled as the star phase samples: reuse them
-                steps.insert(0, partial(copy_star_samples, top / f"{start}-star", root))
+                steps.insert(0, partial(copy_star_samples, top / f"{start}{THEN}star", root))
         jobs[name] = Job(root, "dpo", steps)
     return jobs
 
@@ -309,7 +371,7 @@ def star_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
     samples = star / "data" / "dpo_pairs_samples.jsonl"
     jobs = {}
     for name in levers:
-        root = top / f"{start}-{name}"
+        root = top / f"{start}{THEN}{name}"
         folder = {"data_source": str(root / "ecqa")}
         lever = {**FAST, **STAR_LEVERS[name], **folder}
         steps: list[Step] = [
@@ -354,19 +416,32 @@ def publish(top: Path, sft: str, dpo: str, variants: list[str], logs: Path, out:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=("sft", "dpo", "star", "publish"))
-    parser.add_argument("levers", nargs="*")
+    parser.add_argument("phase", choices=("sft", "dpo", "star", "publish", "list"))
+    parser.add_argument("levers", nargs="*", help="levers' names (list: every lever's name and settings)")
     parser.add_argument(
         "--sft",
-        help="dpo: the lever (SFT, or a DPO lever's root for another round) DPO starts from; star: the lever that "
-        "samples its own explanations; publish: the SFT",
+        help="dpo: the lever (SFT, or a DPO lever's root for another round) DPO starts from, or best:SFT_LEVER; "
+        "star: the lever that samples its own explanations; publish: the SFT",
     )
-    parser.add_argument("--dpo", help="publish: the DPO lever's root (e.g. L2-D0), or 'best' (by held-out CoT)")
+    parser.add_argument(
+        "--dpo",
+        help=f"publish: the DPO lever's root (e.g. sft-r64-all-linear{THEN}dpo-lr5e-6-beta0.1), or 'best' (by "
+        "held-out CoT)",
+    )
     parser.add_argument("--variants", default="sft,dpo", help="publish: variants evaluated (base,sft,dpo)")
     parser.add_argument("--base", action="store_true", help="also evaluate the base model on the slice")
     parser.add_argument("--smoke", action="store_true", help="tiny runs on CPU: checks the script, measures nothing")
     parser.add_argument("--parallel", type=int, default=3, help="levers at once (8 at once ran each ~5x slower)")
     args = parser.parse_intermixed_args()
+    if args.phase == "list":
+        for name, lever in {**SFT_LEVERS, **DPO_LEVERS, **STAR_LEVERS}.items():
+            print(f"{name:42} {json.dumps(lever)}")
+        return
+    args.levers = [lever_name(n) for n in args.levers]
+    args.dpo = args.dpo if args.dpo in (None, "best") else lever_name(args.dpo)
+    if args.sft:
+        best_of, colon, start = args.sft.rpartition(":") if args.sft.startswith("best") else ("", "", args.sft)
+        args.sft = best_of + colon + lever_name(start)
     if args.smoke:
         os.environ["RECIPE_SMOKE"] = "1"
     top = Path(os.environ.get("RECIPE_ROOT", "/tmp/recipe"))
@@ -378,10 +453,10 @@ def main() -> None:
         dpo = best(top, "dpo") if args.dpo == "best" else args.dpo
         publish(top, args.sft, dpo, args.variants.split(","), logs, out, args.parallel)
         return
-    if args.sft and args.sft.startswith("best"):  # "best" or "best:L2": the best DPO lever so far, for a round
+    if args.sft and args.sft.startswith("best"):  # "best" or "best:SFT_LEVER": the best DPO lever so far, for a round
         args.sft = best(top, "dpo", args.sft.partition(":")[2])
     if args.levers == ["same"]:  # another round with the settings of the lever it starts from
-        args.levers = [args.sft.rsplit("-", 1)[-1]]
+        args.levers = [args.sft.rsplit(THEN, 1)[-1]]
     jobs: dict[str, Job] = {}
     if args.base:
         jobs["base"] = Job(
