@@ -191,30 +191,68 @@ def sample_outcome(record: Mapping[str, Any], samples: Sequence[str]) -> str:
     return "all wrong" if correct == 0 else "all correct" if correct == len(samples) else "mixed"
 
 
-def on_policy_pairs(
-    tok: Any, record: Mapping[str, Any], samples: Sequence[str], rng: random.Random, limit: int = 1
-) -> list[dict]:
-    """Up to ``limit`` pairs of a correct sample vs a wrong one; empty if all agree.
+def pair_count(limit: int, correct: int, samples: int, weight_unsure: bool = False) -> int:
+    """Pairs to build for a question: ``limit``, or with ``weight_unsure`` ``limit x 4p(1-p)`` (p = the share of
+    right samples; at least 1), so the questions the model is unsure of (p near 1/2) get the most pairs.
 
-    Wrong letters come before unparseable samples on the rejected side (the contrast taught is the answer,
-    not the format), and pair ``i`` takes correct sample ``i mod c`` against rejected sample ``i mod r`` of
-    the shuffled lists, so the ``min(limit, max(c, r))`` pairs are all different and use every sample about
-    equally. The chosen side is a random correct sample, not the shortest: picking the shortest would add
-    a "shorter is better" preference on top of "correct is better", and DPO readily learns length.
+    >>> [pair_count(4, c, 8, weight_unsure=True) for c in (1, 2, 4, 6, 7)]
+    [2, 3, 4, 3, 2]
+    """
+    if not weight_unsure or samples == 0:
+        return limit
+    p = correct / samples
+    return max(1, round(limit * 4 * p * (1 - p)))
+
+
+def on_policy_pairs(
+    tok: Any,
+    record: Mapping[str, Any],
+    samples: Sequence[str],
+    rng: random.Random,
+    limit: int = 1,
+    rejected_first: str = "wrong",
+    weight_unsure: bool = False,
+) -> list[dict]:
+    """Up to ``limit`` pairs of a correct sample vs a rejected one; empty if all agree.
+
+    The rejected side's order (``rejected_first``): ``wrong``, wrong letters before unparseable samples (the
+    contrast taught is the answer, not the format); ``failure``, unparseable samples (loops that ran out of tokens,
+    answers without an answer line) first, so DPO is shown what a failure looks like. Pair ``i`` takes correct
+    sample ``i mod c`` against rejected sample ``i mod r`` of the shuffled lists, so the ``min(n, max(c, r))``
+    pairs are all different and use every sample about equally (``n``: `pair_count`). The chosen side is a random
+    correct sample, not the shortest: picking the shortest would add a "shorter is better" preference on top of
+    "correct is better", and DPO readily learns length.
     """
     parsed = [(s, extract_answer(s)) for s in samples]
     correct = [s for s, a in parsed if a == record["answer"]]
     wrong = [(s, a) for s, a in parsed if a is not None and a != record["answer"]]
     unparsed = [(s, None) for s, a in parsed if a is None]
-    rejected = rng.sample(wrong, len(wrong)) + rng.sample(unparsed, len(unparsed))
+    wrong, unparsed = rng.sample(wrong, len(wrong)), rng.sample(unparsed, len(unparsed))
+    rejected = unparsed + wrong if rejected_first == "failure" else wrong + unparsed
     if not correct or not rejected:
         return []
     correct = rng.sample(correct, len(correct))
+    n = pair_count(limit, len(correct), len(samples), weight_unsure)
     pairs = []
-    for i in range(min(limit, max(len(correct), len(rejected)))):
+    for i in range(min(n, max(len(correct), len(rejected)))):
         text, letter = rejected[i % len(rejected)]
-        pairs.append(_pair(tok, record, correct[i % len(correct)], text, (record["answer"], letter), "on-policy"))
+        kind = "on-policy" if letter is not None else "on-policy, failure rejected"
+        pairs.append(_pair(tok, record, correct[i % len(correct)], text, (record["answer"], letter), kind))
     return pairs
+
+
+def gold_vs_sample_pair(
+    tok: Any, record: Mapping[str, Any], samples: Sequence[str], rng: random.Random, answer_format: str = "letter"
+) -> dict | None:
+    """For a question the model got wrong every time: the gold explanation (the SFT target) as chosen against one
+    of the model's own wrong samples (a failure first, as `on_policy_pairs` with ``rejected_first='failure'``)."""
+    parsed = [(s, extract_answer(s)) for s in samples]
+    rejected = [x for x in parsed if x[1] is None] or [x for x in parsed if x[1] != record["answer"]]
+    if not rejected:
+        return None
+    text, letter = rng.choice(rejected)
+    gold = target_text(record["explanation"], record["answer"], answer_text(record, record["answer"], answer_format))
+    return _pair(tok, record, gold, text, (record["answer"], letter), "gold vs own wrong sample")
 
 
 def _tokens(tok: Any, text: str) -> int:
@@ -305,11 +343,23 @@ def build_pairs(
         if settings.strategy == "offline":
             candidates = [offline_pair(tok, rec, rng, settings.answer_format)]
         else:
-            report.outcomes[sample_outcome(rec, samples[rec["id"]])] += 1
-            candidates = on_policy_pairs(tok, rec, samples[rec["id"]], rng, settings.pairs_per_question)
-            if not candidates and settings.when_all_agree == "skip":
-                report.drop("all samples agree (when_all_agree='skip')", rec["id"])
+            outcome = sample_outcome(rec, samples[rec["id"]])
+            report.outcomes[outcome] += 1
+            candidates = on_policy_pairs(
+                tok,
+                rec,
+                samples[rec["id"]],
+                rng,
+                settings.pairs_per_question,
+                rejected_first=getattr(settings, "rejected_first", "wrong"),
+                weight_unsure=getattr(settings, "weight_unsure", False),
+            )
+            agree = settings.when_all_agree
+            if not candidates and (agree == "skip" or (agree == "gold" and outcome == "all correct")):
+                report.drop(f"all samples agree (when_all_agree={agree!r})", rec["id"])
                 continue
+            if not candidates and agree == "gold":
+                candidates = [gold_vs_sample_pair(tok, rec, samples[rec["id"]], rng, settings.answer_format)]
             candidates = candidates or [offline_pair(tok, rec, rng, settings.answer_format)]
         for pair in candidates:
             reason = (

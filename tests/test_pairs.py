@@ -164,6 +164,33 @@ def test_on_policy_pairs_several_per_question_all_different(tok, records, limit,
         assert len({p["chosen"] for p in pairs}) == 2  # both right samples are used
 
 
+def test_failures_first_puts_loops_and_unanswered_samples_on_the_rejected_side(tok, records):
+    rec = records[0]
+    gold = rec["answer"]
+    wrong = next(x for x in LETTERS if x != gold)
+    samples = [with_answer(gold), with_answer(wrong), "loop loop loop", with_answer(gold)]
+    for seed in range(5):
+        pairs = P.on_policy_pairs(tok, rec, samples, random.Random(seed), limit=2, rejected_first="failure")
+        assert [p["rejected_letter"] for p in pairs] == [None, wrong]
+        assert pairs[0]["kind"] == "on-policy, failure rejected" and pairs[1]["kind"] == "on-policy"
+        assert all(P.check_pair(tok, rec, p) is None for p in pairs)
+
+
+def test_unsure_questions_get_the_most_pairs():
+    assert [P.pair_count(4, c, 8) for c in (1, 4, 7)] == [4, 4, 4]  # off: the limit everywhere
+    assert [P.pair_count(4, c, 8, weight_unsure=True) for c in (1, 2, 4, 6, 7)] == [2, 3, 4, 3, 2]
+    assert P.pair_count(1, 1, 8, weight_unsure=True) == 1  # never below one
+
+
+def test_gold_explanation_against_the_models_own_failure_when_every_sample_is_wrong(tok, records):
+    rec = records[0]
+    wrong = next(x for x in LETTERS if x != rec["answer"])
+    pair = P.gold_vs_sample_pair(tok, rec, [with_answer(wrong), "loop loop"], random.Random(0))
+    assert pair["kind"] == "gold vs own wrong sample" and pair["rejected_letter"] is None  # the failure first
+    assert rec["explanation"].strip() in pair["chosen"] and P.check_pair(tok, rec, pair) is None
+    assert P.gold_vs_sample_pair(tok, rec, [with_answer(rec["answer"])], random.Random(0)) is None
+
+
 def test_on_policy_pairs_none_when_all_agree(tok, records):
     rec = records[0]
     gold = rec["answer"]
@@ -224,7 +251,13 @@ def test_sample_on_policy_resumes_after_a_kill(tok, records, tmp_path, monkeypat
     monkeypatch.setattr("helpers.generation.generate_all", first)
     with pytest.raises(KeyboardInterrupt):
         P.sample_on_policy(object(), tok, recs, settings, path)
-    assert first.kwargs[0] == {"batch_size": 2, "max_new_tokens": 16, "temperature": 0.7, "num_return_sequences": 2}
+    assert first.kwargs[0] == {
+        "batch_size": 2,
+        "max_new_tokens": 16,
+        "temperature": 0.7,
+        "num_return_sequences": 2,
+        "seed": 42,
+    }
     assert len(path.read_text().splitlines()) == 2
     with path.open("a") as f:
         f.write('{"id": "' + recs[4]["id"] + '", "samp')  # a kill mid-write
