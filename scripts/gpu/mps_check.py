@@ -1,5 +1,9 @@
 """Does CUDA MPS let several small-model processes share one GPU? Times a launch-bound loop (matmuls of a
-135M model's shapes) alone and in N processes at once. Usage: python scripts/gpu/mps_check.py [N]"""
+135M model's shapes) alone and in N processes at once. It needs only PyTorch, which the GPU image has: no bundle.
+
+    python scripts/gpu/mps_check.py [N]                                     # without MPS
+    nvidia-cuda-mps-control -d && python scripts/gpu/mps_check.py [N]       # with MPS (scripts/gpu/star_rounds.sh)
+"""
 
 import subprocess
 import sys

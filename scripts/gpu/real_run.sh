@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The published GPU run (after SFT, which scripts/gpu/sft_round.sh made): pairs by both strategies,
 # DPO from each, evaluation of every variant. Every step is `python -m helpers STEP` on a committed
-# settings file in assets/real-run/settings. Usage (after `. scripts/gpu/setup.sh`):
+# settings file in assets/real-run/settings. It needs what `bash scripts/gpu/bundle.sh` builds (gpu-bundle/1, /2 and
+# /3, as for sft_round.sh) and the chosen SFT adapter: sft_round.sh's $OUT/NAME/adapter.tgz, put on this machine as
+# gpu-bundle/adapter/sft-adapter.tgz after bundle.sh ran (bundle.sh clears gpu-bundle/). Bring those folders in calls
+# in a row, each sourcing `. scripts/gpu/setup.sh` from the repository root (it lays them out beside the ECQA data);
+# then, one phase a call:
 #   bash scripts/gpu/real_run.sh pairs|dpo-offline|dpo-on-policy|eval
 set -euo pipefail
 S=assets/real-run/settings
@@ -11,7 +15,8 @@ quiet() { grep -v "it/s\]\|examples/s\]\|q/s\]" | tail -"${1:-12}"; }
 timed() { local start=$SECONDS; "$@"; echo "WALL $* : $((SECONDS - start)) s" | tee -a /tmp/art/times.txt; }
 case $phase in
   pairs)
-    [ -d /tmp/art/outputs/sft ] || tar xzf /tmp/g/sft-adapter.tgz -C /tmp/art/outputs
+    [ -d /tmp/art/outputs/sft ] || tar xzf "$(dirname "${ECQA_DATA:?run . scripts/gpu/setup.sh first}")/sft-adapter.tgz" \
+      -C /tmp/art/outputs
     timed python3 -m helpers pairs $S/pairs-offline.json 2>&1 | quiet
     timed python3 -m helpers pairs $S/pairs-on-policy.json 2>&1 | quiet
     tar czf "$OUT/data.tgz" -C /tmp/art data ;;
