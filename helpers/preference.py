@@ -37,7 +37,7 @@ def held_out_split(
 def pair_log_probs(
     model: Any, tokenizer: Any, pairs: Sequence[Mapping[str, Any]], batch_size: int = 16
 ) -> pd.DataFrame:
-    """Summed log-probability of each pair's chosen and rejected side given its prompt: columns id, chosen, rejected."""
+    """Summed log-probability of each pair's chosen and rejected side given its prompt (id, chosen, rejected)."""
     requests = [(p["prompt"], p[side]) for p in pairs for side in ("chosen", "rejected")]
     scores = score_continuations(model, tokenizer, requests, batch_size=batch_size)
     return pd.DataFrame({"id": [p["id"] for p in pairs], "chosen": scores[0::2], "rejected": scores[1::2]})
