@@ -65,7 +65,7 @@ def test_dpo_levers_and_publish_are_valid_settings(tmp_path, monkeypatch):
         assert all(getattr(ev, field) == value for field, value in extra.items())
 
 
-def test_another_round_starts_from_a_dpo_lever_and_best_reads_held_out_rows(tmp_path):
+def test_dpo_again_starts_from_a_dpo_lever_and_best_reads_held_out_rows(tmp_path):
     first = f"{SFT}{T}dpo-lr5e-5-beta0.1-4pairs"
     for variant in ("sft", "dpo"):  # a DPO lever's root holds the SFT adapter it started from, and its own
         (tmp_path / first / "outputs" / variant).mkdir(parents=True)
@@ -77,7 +77,7 @@ def test_another_round_starts_from_a_dpo_lever_and_best_reads_held_out_rows(tmp_
     job = recipe.dpo_jobs(tmp_path, first, ["dpo-lr5e-5-beta0.1"])["dpo-lr5e-5-beta0.1"]
     assert job.root.name == f"{first}{T}dpo-lr5e-5-beta0.1"
     policy = json.loads((tmp_path / f"{first}{T}pairs" / "outputs" / "sft" / "settings.json").read_text())
-    assert policy["v"] == "dpo"  # a second round samples from the first's DPO model and trains from it, not the SFT
+    assert policy["v"] == "dpo"  # DPO again samples from the first DPO model and trains from it, not the SFT
     rows = [
         {"root": f"{SFT}{T}dpo-lr5e-5-beta0.1", "cot_acc": 31.0, "seconds": 100},
         {"root": f"{SFT}{T}dpo-lr5e-5-beta0.1-4pairs", "cot_acc": 33.0, "seconds": 100},

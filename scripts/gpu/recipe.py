@@ -4,7 +4,7 @@
     $R list                                               # every lever's name and settings
     $R sft sft-r16-qkvo sft-r64-all-linear ...            # SFT levers, each evaluated on the 500 held-out questions
     $R dpo --sft sft-r64-all-linear dpo-lr5e-6-beta0.1 ...  # DPO levers from one SFT lever's adapter (same slice)
-    $R dpo --sft best:sft-r64-all-linear same             # another on-policy round from the best DPO lever so far
+    $R dpo --sft best:sft-r64-all-linear same             # on-policy DPO again, from the best DPO lever so far
     $R star --sft sft-r64-all-linear star-r64-all-linear  # STaR: SFT again on that SFT's own correct explanations
     $R publish --sft sft-r64-all-linear --dpo best        # that SFT and the best DPO (held-out) on validation
 
@@ -61,7 +61,7 @@ SFT_LEVERS: dict[str, dict] = {
     },
 }
 QLORA_LEVER = "sft-r16-qkvo-4bit"  # evaluated three ways (`qlora_diagnosis`)
-# Every train question sampled (4 each): what a STaR round and DPO on pairs from all questions start from.
+# Every train question sampled (4 each): what STaR and DPO on pairs from all questions start from.
 STAR_SAMPLES = {"train_sample_size": None, "samples_per_question": 4, "batch_size": 4096}
 # From the chosen SFT lever's adapter, on-policy pairs sampled from it (variant "dpo"), each named by its learning
 # rate, beta, NLL weight (if any) and pairs (if its own: up to 4 per question, or one from every train question).
@@ -107,7 +107,7 @@ STAR_LEVERS: dict[str, dict] = {  # SFT from the base again, on data whose expla
     "star-r64-all-linear": {"quantize": False, **ALL64},
 }
 # The short names under which the levers ran: the keys of the result files in assets/recipe/ ("levers", "rows") and
-# the names of their logs (run-round2/, run-star/, ...), with the lever each stands for. A short name, or a
+# the names of their logs (the run-*/ folders there), with the lever each stands for. A short name, or a
 # published root (short names joined by "-": one lever run from another's adapter), is accepted wherever a lever's
 # name is.
 PUBLISHED_NAMES = {
@@ -273,7 +273,7 @@ def sft_jobs(top: Path, levers: list[str]) -> dict[str, Job]:
 
 
 def adapter_of(root: Path) -> Path:
-    """A lever's adapter: its DPO adapter for a DPO lever (an iterative round starts there; its root also holds
+    """A lever's adapter: its DPO adapter for a DPO lever (on-policy DPO run again starts there; its root also holds
     the SFT adapter it started from), else its SFT adapter."""
     dpo = root / "outputs" / "dpo"
     return dpo if dpo.is_dir() else root / "outputs" / "sft"
@@ -303,7 +303,7 @@ def sampled(top: Path, start: str, name: str, sampling: dict) -> tuple[Path, dic
 
 
 def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
-    """DPO levers from one lever's adapter (an SFT lever, or a DPO lever's root for another on-policy round);
+    """DPO levers from one lever's adapter (an SFT lever, or a DPO lever's root for on-policy DPO again);
     the samples are drawn once (first) and shared, the pairs built per lever when it sets its own."""
     pairs_root, shared = sampled(top, start, "pairs", {})
     jobs = {}
@@ -420,7 +420,7 @@ def main() -> None:
     parser.add_argument("levers", nargs="*", help="levers' names (list: every lever's name and settings)")
     parser.add_argument(
         "--sft",
-        help="dpo: the lever (SFT, or a DPO lever's root for another round) DPO starts from, or best:SFT_LEVER; "
+        help="dpo: the lever (SFT, or a DPO lever's root to run DPO again from) DPO starts from, or best:SFT_LEVER; "
         "star: the lever that samples its own explanations; publish: the SFT",
     )
     parser.add_argument(
@@ -453,9 +453,11 @@ def main() -> None:
         dpo = best(top, "dpo") if args.dpo == "best" else args.dpo
         publish(top, args.sft, dpo, args.variants.split(","), logs, out, args.parallel)
         return
-    if args.sft and args.sft.startswith("best"):  # "best" or "best:SFT_LEVER": the best DPO lever so far, for a round
+    if args.sft and args.sft.startswith(
+        "best"
+    ):  # "best" or "best:SFT_LEVER": the best DPO lever so far, to start from
         args.sft = best(top, "dpo", args.sft.partition(":")[2])
-    if args.levers == ["same"]:  # another round with the settings of the lever it starts from
+    if args.levers == ["same"]:  # DPO again, with the settings of the lever it starts from
         args.levers = [args.sft.rsplit(THEN, 1)[-1]]
     jobs: dict[str, Job] = {}
     if args.base:

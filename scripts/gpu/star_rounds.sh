@@ -7,17 +7,17 @@
 #   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh sample        # the SFT default retrained, then sampled:
 #       # every train question 4x (for STaR and DPO on every question), 1,000 questions 8x (for DPO on 4 pairs each)
 #   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh train         # STaR and both DPO levers at once
-#   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh second-round  # DPO again from the 4-pairs DPO model,
+#   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh iterate       # DPO again from the 4-pairs DPO model,
 #                                                                         # on pairs sampled from it
 # `sample` samples for the phases named in SAMPLE (default "star pairs"); `train` runs the levers named in STAR
-# (default star-r64-all-linear) and DPO (default the two DPO levers below). The shortest way to `second-round`:
+# (default star-r64-all-linear) and DPO (default the two DPO levers below). The shortest way to `iterate`:
 # SAMPLE=pairs for `sample`, then STAR= DPO=dpo-lr5e-5-beta0.1-nll0.2-4pairs for `train`. The published rows'
 # commands name the stages 1, 2 and 3 and the levers by their short names (scripts/gpu/recipe.py's PUBLISHED_NAMES):
 # both are accepted.
 # Rows, logs, per-question held-out records and training summaries go to $OUT.
 set -uo pipefail
 case ${1:-} in
-1 | sample | 2 | train | 3 | second-round) ;;
+1 | sample | 2 | train | 3 | iterate) ;;
 *) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2 && exit 1 ;;
 esac
 : "${ECQA_DATA:?run . scripts/gpu/setup.sh first}" "${OUT:?set OUT to the folder that comes back}"
@@ -43,7 +43,7 @@ case ${1:-} in
   [ -n "$DPO" ] && RECIPE_SECONDS=560 $R dpo --sft $SFT --parallel 2 $DPO &
   wait
   ;;
-3 | second-round) RECIPE_SECONDS=560 $R dpo --sft "${SFT}__${FOUR}" same ;;  # __: recipe.py's THEN
+3 | iterate) RECIPE_SECONDS=560 $R dpo --sft "${SFT}__${FOUR}" same ;;  # __: recipe.py's THEN
 esac
 cd $RECIPE_ROOT && tar czf "$OUT/extras.tgz" --ignore-failed-read \
   ./*/data/*_summary.json ./*/ecqa/star_counts.json ./*/eval-holdout/*.jsonl \
