@@ -2,8 +2,9 @@
 
 Every settings field is an option, with its help, type and choices taken from the field's metadata
 (`helpers.settings`): ``python -m helpers sft --help`` lists them. A settings JSON file gives the starting
-values; options override single fields. Bad input ends the command with one line naming the fix (exit 2)
-before any model loads or any file is written.
+values; options override single fields. ``--run_size`` (default ``quick``) fills the sizes that neither the file
+nor an option gives (`helpers.presets.RUN_SIZES`): pass ``--run_size full`` for all the data. Bad input ends the
+command with one line naming the fix (exit 2) before any model loads or any file is written.
 
     python -m helpers sft assets/recipe/run/sft-settings.json --learning_rate 1e-4
     python -m helpers pairs settings.json --strategy on_policy

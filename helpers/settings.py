@@ -9,10 +9,19 @@ own rules), so no path (form, ``replace``, JSON, command line) can build an ill-
 All artifacts live under one root (``root``; a Google Drive folder on Colab):
 
     root/data/dpo_pairs.jsonl        preference pairs (step "pairs", 02_pairs)
-    root/outputs/sft/                SFT adapter, checkpoints, settings.json, provenance.json (step "sft", 03_sft)
+    root/series.json                 the choices every notebook shares (model, data_source, root, run_size; 01_data)
+    root/outputs/sft/                SFT adapter, checkpoints, settings.json, provenance.json (step "sft", 03_sft;
+                                     the folder is the model *variant*'s name)
     root/outputs/dpo/                DPO adapter ... (step "dpo", 04_dpo; the folder is the model *variant*'s name)
     root/eval/                       per-question records, results table and chart (step "eval", 05_eval)
 
+``run_size`` fills the sizes a learner leaves unset (`helpers.presets.RUN_SIZES`): a field counts as set when it
+is passed by name (to the constructor, in a JSON file, as a command-line option, or edited in the form), and then
+keeps its value whatever the run size; ``replace`` keeps what was set.
+
+    >>> SFTSettings().train_sample_size, SFTSettings(run_size="full").train_sample_size
+    (2000, None)
+    >>> SFTSettings(train_sample_size=None).train_sample_size  # set by name: the run size leaves it alone
     >>> SFTSettings(learning_rate=-1.0)
     Traceback (most recent call last):
     ...
@@ -21,7 +30,6 @@ All artifacts live under one root (``root``; a Google Drive folder on Colab):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import typing
@@ -31,7 +39,7 @@ from typing import Any, ClassVar, TypeVar
 
 from helpers.eval_modes import MODE_NAMES
 from helpers.fields import check_bounds, check_type, setting
-from helpers.presets import PRESETS
+from helpers.presets import PRESETS, RUN_SIZES
 from helpers.prompts import ANSWER_FORMATS
 
 T = TypeVar("T", bound="Settings")
@@ -49,7 +57,8 @@ class Settings:
     """Fields every step shares, checking, JSON round-tripping that refuses unknown keys, and the artifact paths."""
 
     # Fields the lesson asks the learner to touch, in that order; the form puts the rest under "More settings".
-    LESSON: ClassVar[tuple[str, ...]] = ("model", "data_source", "root", "train_sample_size")
+    LESSON: ClassVar[tuple[str, ...]] = ("model", "data_source", "root", "run_size", "train_sample_size")
+    STEP: ClassVar[str] = "data"  # the pipeline step these settings are for (its row of RUN_SIZES)
 
     model: str = setting(
         "llama-3.2-1b", "preset name, Hub id (org/name) or local model folder", suggestions=tuple(PRESETS)
@@ -58,6 +67,12 @@ class Settings:
         "hub", "'hub' (tau/commonsense_qa + ECQA) or a folder laid out like shared/data/ecqa", resume_free=True
     )
     root: str = setting("artifacts", "folder every artifact lives under (a Drive folder on Colab)", resume_free=True)
+    run_size: str = setting(
+        "quick",
+        "quick: small sizes that run 01->05 in one short T4 sitting; full: all the data",
+        choices=tuple(RUN_SIZES),
+        resume_free=True,  # it only fills sizes, and the sizes themselves key the checkpoints
+    )
     train_sample_size: int | None = setting(None, "train questions to use (a seeded sample); None = all", ge=1)
     holdout_size: int = setting(0, "train questions held out for tuning (never validation); 0 = none", ge=0)
     seed: int = setting(42, "seed for sampling, shuffling and training")
@@ -70,7 +85,17 @@ class Settings:
         labels=((None, "auto (4-bit on a GPU for 1B models)"), (True, "4-bit"), (False, "full precision")),
     )
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Settings:
+        """Remember which fields were set by name, so that ``run_size`` fills only the others."""
+        self = super().__new__(cls)
+        names = [f.name for f in fields(cls)]
+        object.__setattr__(self, "_set", frozenset(names[: len(args)]) | frozenset(kwargs))
+        return self
+
     def __post_init__(self) -> None:
+        for name, value in self.run_size_values(self.run_size).items():
+            if name not in self.set_fields:
+                object.__setattr__(self, name, value)
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
             value = check_type(f.name, hints[f.name], getattr(self, f.name))
@@ -80,6 +105,23 @@ class Settings:
 
     def validate(self) -> None:
         """Rules across fields (ValueError naming the fields)."""
+
+    # ---- the run size
+    @classmethod
+    def run_size_values(cls, run_size: str) -> dict[str, Any]:
+        """The sizes ``run_size`` gives this step's fields when they are not set (``{}`` for an unknown size)."""
+        return dict(RUN_SIZES.get(run_size, {}).get(cls.STEP, {}))
+
+    @classmethod
+    def sized_fields(cls) -> tuple[str, ...]:
+        """The fields some run size fills."""
+        return tuple(sorted({name for size in RUN_SIZES for name in cls.run_size_values(size)}))
+
+    @property
+    def set_fields(self) -> frozenset[str]:
+        """The fields set by name when these settings were built (all of them where that is unknown)."""
+        named = getattr(self, "_set", None)
+        return frozenset(f.name for f in fields(self)) if named is None else named
 
     # ---- construction from plain values
     @classmethod
@@ -119,8 +161,9 @@ class Settings:
         return path
 
     def replace(self: T, **changes: Any) -> T:
-        """A checked copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        """A checked copy with some fields changed; fields the run size filled are filled again (by the new one)."""
+        kept = {f.name: getattr(self, f.name) for f in fields(self) if f.name in self.set_fields}
+        return type(self)(**{**kept, **changes})
 
     # ---- where artifacts live
     @property
@@ -227,8 +270,16 @@ class SFTSettings(TrainSettings):
         "gradient_accumulation_steps",
         "max_length",
         "train_sample_size",
+        "variant",
+        "run_size",
     )
+    STEP: ClassVar[str] = "sft"
 
+    variant: str = setting(
+        "sft",
+        "name of this model variant: its folder under root/outputs (e.g. sft-r16 keeps the first run)",
+        resume_free=True,  # the folder itself: checkpoints in it are always of this variant
+    )
     offload_checkpoints: bool = setting(
         True,
         "with gradient checkpointing on a GPU: keep each layer's saved input in host memory until the backward"
@@ -254,9 +305,16 @@ class SFTSettings(TrainSettings):
         choices=ANSWER_FORMATS,
     )
 
+    def validate(self) -> None:
+        super().validate()
+        _need(
+            bool(self.variant) and "/" not in self.variant and self.variant != "base",
+            f"variant must be a folder name other than 'base', got {self.variant!r}",
+        )
+
     @property
     def output_dir(self) -> Path:
-        return self.variant_dir("sft")
+        return self.variant_dir(self.variant)
 
 
 @dataclass(frozen=True)
@@ -272,7 +330,9 @@ class DPOSettings(TrainSettings, UsesSFTAdapter):
         "max_steps",
         "variant",
         "train_sample_size",
+        "run_size",
     )
+    STEP: ClassVar[str] = "dpo"
 
     learning_rate: float = setting(5e-6, "peak learning rate", gt=0, lt=1)
     per_device_train_batch_size: int = setting(
@@ -316,7 +376,9 @@ class PairSettings(Settings, UsesSFTAdapter):
         "max_new_tokens",
         "train_sample_size",
         "max_length",
+        "run_size",
     )
+    STEP: ClassVar[str] = "pairs"
 
     # The recipe's pairs (assets/recipe/NOTES.md): 8 samples of the SFT model for 1,000 questions, its own right
     # answer against its own wrong one; questions whose samples all agree give no pair.
@@ -357,7 +419,16 @@ class PairSettings(Settings, UsesSFTAdapter):
 class EvalSettings(Settings):
     """Evaluation of model variants on the validation set (or the held-out tuning slice of train)."""
 
-    LESSON: ClassVar[tuple[str, ...]] = ("variants", "modes", "sample_size", "max_new_tokens", "split")
+    LESSON: ClassVar[tuple[str, ...]] = (
+        "variants",
+        "modes",
+        "sample_size",
+        "max_new_tokens",
+        "split",
+        "results_from",
+        "run_size",
+    )
+    STEP: ClassVar[str] = "eval"
 
     variants: tuple[str, ...] = setting(
         ("base", "sft", "dpo"), "model variants: 'base' or folder names under root/outputs (e.g. dpo-offline)"
@@ -375,10 +446,16 @@ class EvalSettings(Settings):
     batch_size: int = setting(32, "questions per batch", ge=1)
     k: int = setting(8, "cot@k: sampled chains of thought per question", ge=2)
     temperature: float = setting(0.7, "cot@k: sampling temperature", gt=0)
+    results_from: str = setting(
+        "", "a folder of published records (e.g. ../assets/results) to open instead of evaluating; empty = evaluate"
+    )
 
     @property
     def eval_dir(self) -> Path:
-        """``root/eval`` for validation, ``root/eval-holdout`` for the tuning slice."""
+        """``root/eval`` for validation, ``root/eval-holdout`` for the tuning slice, ``root/eval-published`` for
+        published records opened with ``results_from``."""
+        if self.results_from:
+            return self.root_dir / "eval-published"
         return self.root_dir / ("eval" if self.split == "validation" else "eval-holdout")
 
     def validate(self) -> None:

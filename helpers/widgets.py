@@ -2,6 +2,8 @@
 
 The form is generated from the settings' field metadata (`helpers.settings`): each field's control, label,
 help and allowed values come from there, and every edit rebuilds the settings object, which checks itself.
+A headless run edits the form as a learner would through ``$MCQ_FORM_EDITS`` (JSON: step -> field -> value;
+`headless_edits`), so the notebooks hold no test hook.
 Every widget renders plain HTML from the data it is given, so it also works headless (papermill, CI) where
 nobody moves a slider: the first item is shown as it is built. Works under ipywidgets 7.7 (Colab) and 8.
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +33,20 @@ from helpers.training import LossMask
 _STYLE = {"description_width": "200px"}
 _TIP = "tooltip" if int(W.__version__.split(".")[0]) >= 8 else "description_tooltip"  # renamed in ipywidgets 8
 _LAYOUT = W.Layout(width="480px")
+FORM_EDITS_ENV = "MCQ_FORM_EDITS"
+
+
+def headless_edits(step: str) -> dict[str, Any]:
+    """The edits a headless run (the smoke and demo pipelines) makes to a step's form: ``$MCQ_FORM_EDITS`` holds
+    JSON ``{step: {field: value}}`` (steps as in `helpers.settings.Settings.STEP`); ``{}`` when unset."""
+    raw = os.environ.get(FORM_EDITS_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        edits = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"${FORM_EDITS_ENV} is not valid JSON ({e}): unset it or fix it") from None
+    return dict(edits.get(step) or {})
 
 
 # ---------------------------------------------------------------- settings form
@@ -70,11 +88,14 @@ class SettingsForm(W.VBox):
     """A form with one control per settings field: the lesson's fields first, the rest under "More settings".
 
     Every edit rebuilds the settings from all controls, which checks them. An invalid value (wrong type, out of
-    range) is shown under the form, and ``.settings`` then raises instead of handing on an older value.
+    range) is shown under the form, and ``.settings`` then raises instead of handing on an older value. A size
+    that ``run_size`` fills follows the run size until it is edited (or was set in the settings given): changing
+    the run size updates those controls.
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._settings, self._error = settings, ""
+        self._settings, self._error, self._syncing = settings, "", False
+        self._set = set(settings.set_fields)  # fields set by name or edited here: the run size leaves them alone
         self._fields = {f.name: f for f in dataclasses.fields(settings)}
         self._hints = type(settings).field_hints()
         lesson = [n for n in type(settings).LESSON if n in self._fields]
@@ -82,8 +103,8 @@ class SettingsForm(W.VBox):
         self.controls: dict[str, W.Widget] = {
             n: control(self._fields[n], self._hints[n], getattr(settings, n)) for n in lesson + more
         }
-        for widget in self.controls.values():
-            widget.observe(self._changed, names="value")
+        for name, widget in self.controls.items():
+            widget.observe(lambda change, name=name: self._changed(name), names="value")
         self.status = W.HTML()
         children: list[W.Widget] = [
             W.HTML(f"<b>{type(settings).__name__}</b> (hover a name for its help)"),
@@ -95,21 +116,27 @@ class SettingsForm(W.VBox):
             children.append(accordion)
         super().__init__(children=[*children, self.status])
         self._show()
+        edits = headless_edits(type(settings).STEP)
+        if edits:
+            print(f"{type(settings).__name__} form edited by ${FORM_EDITS_ENV}: {edits}")
+            self.edit(**edits)
 
     def edit(self, **values: Any) -> SettingsForm:
         """Set controls as a learner would (a labelled control takes the field's value, e.g. ``quantize=False``);
         the settings are rebuilt and checked as after any edit. Headless runs and tests use it."""
         for name, value in values.items():
-            f, widget = self._fields[name], self.controls[name]
-            if f.metadata.get("labels"):
-                widget.value = [v for v, _ in f.metadata["labels"]].index(value)
-            elif isinstance(widget, W.Text) and not isinstance(widget, W.Combobox):
-                widget.value = (
-                    ", ".join(value) if isinstance(value, (tuple, list)) else "" if value is None else str(value)
-                )
-            else:
-                widget.value = value
+            self._put(name, value)
         return self
+
+    def _put(self, name: str, value: Any) -> None:
+        f, widget = self._fields[name], self.controls[name]
+        if f.metadata.get("labels"):
+            widget.value = [v for v, _ in f.metadata["labels"]].index(value)
+        elif isinstance(widget, W.Text) and not isinstance(widget, W.Combobox):
+            text = ", ".join(value) if isinstance(value, (tuple, list)) else "" if value is None else str(value)
+            widget.value = text
+        else:
+            widget.value = value
 
     @property
     def widget(self) -> W.Widget:
@@ -141,12 +168,25 @@ class SettingsForm(W.VBox):
             else "<span style='color:#080'>&#10003; settings valid</span>"
         )
 
-    def _changed(self, _change: Mapping[str, Any]) -> None:
+    def _changed(self, name: str) -> None:
+        if self._syncing:
+            return
+        self._set.add(name)
+        cls = type(self._settings)
+        follow = [n for n in cls.sized_fields() if n not in self._set]  # sizes the run size fills
         try:
-            values = {n: read_control(self._fields[n], self._hints[n], w) for n, w in self.controls.items()}
-            self._settings, self._error = type(self._settings)(**values), ""
+            read = {n: read_control(self._fields[n], self._hints[n], w) for n, w in self.controls.items()}
+            values = {n: v for n, v in read.items() if n not in follow}
+            self._settings, self._error = cls(**values), ""
         except (ValueError, TypeError) as e:
             self._error = str(e)
+        else:
+            self._syncing = True
+            try:
+                for n in follow:  # show what the run size gave them
+                    self._put(n, getattr(self._settings, n))
+            finally:
+                self._syncing = False
         self._show()
 
 

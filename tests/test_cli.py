@@ -20,6 +20,7 @@ from helpers.settings import STEP_SETTINGS, SFTSettings
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["sft", "pairs", "dpo", "eval"]
+QUANTIZE_LABELS = dict(next(f for f in dataclasses.fields(SFTSettings) if f.name == "quantize").metadata["labels"])
 
 
 def flat(text: str) -> str:
@@ -79,7 +80,7 @@ def test_options_override_the_settings_file(tmp_path):
         ("auto", None),
         ("none", None),
         ("", None),
-        ("AUTO (4-bit on a GPU for 1B models)", None),
+        (QUANTIZE_LABELS[None].upper(), None),  # the label as shown, in capitals
         ("true", True),
         ("4-bit", True),
         ("yes", True),
@@ -124,3 +125,24 @@ def test_an_unknown_step_is_refused(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["train"])
     assert done.value.code == 2 and "invalid choice: 'train'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "step, argv, field, value",
+    [
+        ("sft", [], "train_sample_size", 2000),  # the run size fills what is not given
+        ("sft", ["--run_size", "full"], "train_sample_size", None),
+        ("sft", ["--train_sample_size", "none"], "train_sample_size", None),  # given: kept
+        ("pairs", ["--train_sample_size", "1000"], "train_sample_size", 1000),
+        ("eval", ["--run_size", "full", "--sample_size", "50"], "sample_size", 50),
+        ("eval", [], "sample_size", 300),
+    ],
+)
+def test_run_size_fills_only_the_sizes_not_given(step, argv, field, value):
+    assert getattr(cli.settings_from_args(step, argv), field) == value
+
+
+def test_a_settings_file_sets_what_it_names(tmp_path):
+    """A saved settings file names every field: the run size it records changes nothing it holds."""
+    path = SFTSettings(run_size="full").to_json(tmp_path / "sft.json")
+    assert cli.settings_from_args("sft", [str(path), "--run_size", "quick"]).train_sample_size is None

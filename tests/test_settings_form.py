@@ -172,3 +172,65 @@ def test_edit_sets_controls_as_a_learner_would():
     assert SFTSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     with pytest.raises(ValueError, match="learning_rate"):
         _ = widgets.SettingsForm(SFTSettings()).edit(learning_rate=-1e-3).settings
+
+
+# ---------------------------------------------------------------- the run size (helpers.presets.RUN_SIZES)
+def test_run_sizes_name_fields_of_their_step_within_bounds():
+    from helpers.presets import RUN_SIZES
+
+    steps = {cls.STEP: cls for cls in CLASSES}
+    assert set(RUN_SIZES) == set(field_of(Settings, "run_size").metadata["choices"]) == {"quick", "full"}
+    for size, table in RUN_SIZES.items():
+        for step, values in table.items():
+            cls = steps[step]
+            assert set(values) <= {f.name for f in dataclasses.fields(cls)}, (size, step, values)
+            s = cls(run_size=size)
+            assert all(getattr(s, k) == v for k, v in values.items()), (size, step)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=IDS)
+def test_run_size_is_in_every_lesson_and_keys_no_checkpoint(cls):
+    assert "run_size" in cls.LESSON
+    assert field_of(cls, "run_size").metadata["resume_free"] is True  # the sizes it fills key them instead
+
+
+@pytest.mark.parametrize(
+    "cls, name, quick, full",
+    [
+        (SFTSettings, "train_sample_size", 2000, None),
+        (PairSettings, "train_sample_size", 300, 1000),
+        (EvalSettings, "sample_size", 300, None),
+        (DPOSettings, "train_sample_size", None, None),  # DPO trains on the pairs 02 built
+        (Settings, "train_sample_size", None, None),
+    ],
+)
+def test_run_size_fills_a_size_left_unset_and_never_one_set_by_name(cls, name, quick, full):
+    assert getattr(cls(), name) == quick and getattr(cls(run_size="full"), name) == full
+    for value in (None, 7, field_of(cls, name).default):  # set by name, even to the default: kept
+        assert getattr(cls(**{name: value}), name) == value
+        assert getattr(cls.from_dict({name: value, "run_size": "full"}), name) == value
+    s = cls(seed=1)
+    assert getattr(s.replace(run_size="full"), name) == full, "replace fills again what the run size filled"
+    assert getattr(s.replace(run_size="full").replace(run_size="quick"), name) == quick
+    kept = cls(**{name: 7})
+    assert getattr(kept.replace(run_size="full"), name) == 7 and kept.replace(seed=2).set_fields >= {name}
+
+
+def test_saved_settings_reload_as_they_ran(tmp_path):
+    """settings.json names every field, so a saved quick run reloads with its sizes whatever its run_size says."""
+    s = SFTSettings(learning_rate=1e-3)
+    again = SFTSettings.from_json(s.to_json(tmp_path / "s.json"))
+    assert again == s and again.train_sample_size == 2000
+    assert again.replace(run_size="full").train_sample_size == 2000
+
+
+def test_sft_variant_names_the_output_folder(tmp_path):
+    s = SFTSettings(root=str(tmp_path))
+    assert s.variant == "sft" and s.output_dir == tmp_path / "outputs" / "sft"
+    second = s.replace(variant="sft-r16")
+    assert second.output_dir == tmp_path / "outputs" / "sft-r16"
+    assert DPOSettings(root=str(tmp_path), sft_adapter=str(second.output_dir)).sft_dir == second.output_dir
+    for bad in ("base", "", "a/b"):
+        with pytest.raises(ValueError, match="variant must be a folder name other than 'base'"):
+            SFTSettings(variant=bad)
+    assert field_of(SFTSettings, "variant").metadata["resume_free"] is True  # the folder is the variant

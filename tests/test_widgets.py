@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import ipywidgets as W
 import pandas as pd
 import pytest
@@ -15,7 +18,7 @@ def test_form_has_one_control_per_field_and_starts_valid(cls):
     settings = cls(model="smollm2-135m")
     form = widgets.settings_form(settings)
     assert isinstance(form, W.Widget) and form.widget is form
-    assert set(form.controls) == set(vars(settings))
+    assert set(form.controls) == {f.name for f in dataclasses.fields(settings)}
     assert form.settings == settings and form.value() == settings and form.error == ""
 
 
@@ -64,7 +67,7 @@ def test_eval_tuple_fields_round_trip():
 
 @pytest.mark.parametrize("field,bad", [("lora_r", 0), ("train_sample_size", "abc"), ("max_length", 10)])
 def test_invalid_value_shows_error_and_blocks_settings(field, bad):
-    """Changed on purpose (#12): while a control holds an invalid value, ``.settings`` raises naming it (the form
+    """Changed on purpose: while a control holds an invalid value, ``.settings`` raises naming it (the form
     used to hand on the last valid settings, so a learner's typo trained with the old value)."""
     form = widgets.SettingsForm(SFTSettings())
     form.controls["lora_alpha"].value = 64
@@ -76,6 +79,48 @@ def test_invalid_value_shows_error_and_blocks_settings(field, bad):
         form.settings  # noqa: B018
     form.controls[field].value = {"lora_r": 4, "train_sample_size": "8", "max_length": 256}[field]
     assert form.error == "" and form.settings != before and form.settings.lora_alpha == 64
+
+
+# ---------------------------------------------------------------- the run size in the form
+def test_run_size_fills_the_sizes_left_unset_and_the_form_follows_it():
+    """A size nobody set follows the run size: the control shows the new size when the run size changes."""
+    form = widgets.SettingsForm(EvalSettings(model="smollm2-135m"))
+    assert form.settings.sample_size == 300 and form.controls["sample_size"].value == "300"
+    form.controls["run_size"].value = "full"
+    assert form.settings.sample_size is None and form.controls["sample_size"].value == ""
+    form.controls["run_size"].value = "quick"
+    assert form.settings.sample_size == 300 and form.controls["sample_size"].value == "300"
+    assert form.error == ""
+
+
+@pytest.mark.parametrize("typed, value", [("120", 120), ("", None)])
+def test_a_size_the_learner_typed_keeps_its_value_whatever_the_run_size(typed, value):
+    form = widgets.SettingsForm(SFTSettings())
+    form.controls["train_sample_size"].value = typed
+    for run_size in ("full", "quick", "full"):
+        form.controls["run_size"].value = run_size
+        assert form.settings.train_sample_size == value and form.controls["train_sample_size"].value == typed
+
+
+def test_a_size_set_in_the_settings_given_keeps_its_value():
+    form = widgets.SettingsForm(PairSettings(train_sample_size=1000))  # set by name: not the run size's
+    form.controls["run_size"].value = "full"
+    form.controls["run_size"].value = "quick"
+    assert form.settings.train_sample_size == 1000
+
+
+def test_headless_runs_edit_the_form_through_the_environment(monkeypatch, capsys):
+    """$MCQ_FORM_EDITS (step -> field -> value) edits a step's form as a learner would; the notebooks hold no hook."""
+    edits = {"sft": {"lora_r": 8, "quantize": False, "train_sample_size": 12}, "eval": {"modes": ["cot"]}}
+    monkeypatch.setenv(widgets.FORM_EDITS_ENV, json.dumps(edits))
+    s = widgets.SettingsForm(SFTSettings()).settings
+    assert (s.lora_r, s.quantize, s.train_sample_size) == (8, False, 12)
+    assert "edited by $MCQ_FORM_EDITS" in capsys.readouterr().out
+    assert widgets.SettingsForm(EvalSettings()).settings.modes == ("cot",)
+    assert widgets.SettingsForm(DPOSettings()).settings == DPOSettings()  # no edits for this step
+    monkeypatch.setenv(widgets.FORM_EDITS_ENV, "{oops")
+    with pytest.raises(ValueError, match="MCQ_FORM_EDITS is not valid JSON"):
+        widgets.SettingsForm(SFTSettings())
 
 
 # ---------------------------------------------------------------- inspector_filter (helpers.metrics) and the inspector
