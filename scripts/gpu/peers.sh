@@ -127,7 +127,7 @@ if [[ " $ARGS $* " == *" unsloth "* ]] && [ ! -f "$UNSLOTH_SITE/.installed" ]; t
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$UNSLOTH_SITE" \
     "$G"/unsloth-wheels/*.whl && touch "$UNSLOTH_SITE/.installed"
 fi
-nvidia-smi --query-gpu=name,memory.used,memory.total,driver_version --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.used,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 # Unsloth's process: its own site first, then the rest of the path (bitsandbytes and the others from the project's)
 # shellcheck disable=SC2086  # ARGS and PYTHONPATH split into words on purpose
 timeout "$LIMIT" python3 benchmarks/peer_speed.py $ARGS --deadline $((LIMIT - 30)) --tokenizer "$TOK" \
