@@ -123,6 +123,18 @@ def run_pairs(
     return built, report
 
 
+def pairs_to_build(s: PairSettings) -> PairSettings:
+    """The pair settings 02_pairs runs: on-policy pairs sample the SFT adapter, so before 03_sft has made one the
+    pairs are offline, and this says why (the command line refuses instead: ``prepare``)."""
+    if s.strategy == "on_policy" and not models.has_adapter(s.sft_dir):
+        print(
+            f"no SFT adapter in {s.sft_dir} yet: on-policy pairs are samples of the SFT model (notebook 03_sft), "
+            "so these pairs are offline. Run this notebook again after 03_sft for on-policy pairs."
+        )
+        return s.replace(strategy="offline")
+    return s
+
+
 def pairs_for_dpo(s: DPOSettings) -> Dataset:
     """The pairs DPO trains on: checked against the SFT adapter they will train, sampled by ``train_sample_size``."""
     from helpers import pairs
@@ -178,10 +190,30 @@ def check_eval_split(s: EvalSettings, data: DatasetDict) -> None:
             )
 
 
+def open_published(s: EvalSettings) -> Any:
+    """The records in ``results_from`` (``*.jsonl`` or ``*.jsonl.gz``); their tables go to ``root/eval-published``."""
+    from helpers import evaluation, metrics
+
+    paths = metrics.records_files(s.results_from)
+    if not paths:
+        raise FileNotFoundError(
+            f"no *.jsonl or *.jsonl.gz records in {s.results_from}: set results_from to a folder of records, "
+            "or empty it to evaluate"
+        )
+    records = metrics.load_records(paths)
+    if distributed.is_main():
+        evaluation.save_results(records, s.eval_dir)
+    print("opened", [p.name for p in paths])
+    return records
+
+
 def run_eval(s: EvalSettings, data: DatasetDict | None = None) -> Any:
-    """Evaluate every available variant in every mode; save records, table and chart under ``root/eval``."""
+    """Evaluate every available variant in every mode; save records, table and chart under ``root/eval``.
+    With ``results_from`` set, open those records instead (nothing is evaluated)."""
     from helpers import evaluation
 
+    if s.results_from:
+        return open_published(s)
     check_variants(s)
     data = data or load_data(s)
     check_eval_split(s, data)
@@ -241,6 +273,8 @@ def prepare(step: str, s: Any) -> dict[str, Any]:
         return {"pair_ds": pairs_for_dpo(s)}
     if step == "pairs" and s.strategy == "on_policy":
         check_sft_adapter(s)
+    if step == "eval" and s.results_from:
+        return {}
     if step == "eval":
         check_variants(s)
     data = load_data(s)

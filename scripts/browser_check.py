@@ -4,11 +4,12 @@
     python scripts/browser_check.py --out /tmp/shots     # anywhere else
 
 Needs Debian's chromium (``apt-get install chromium``; Playwright cannot download its own browser here),
-``playwright`` and ``jupyterlab`` (the dev extra). Copies of the two notebooks, parameterized with papermill for
-a CPU run (the embedded SmolLM2-135M, the local ECQA folder, a tiny train sample; 05 on the committed records in
-assets/results, so no model is evaluated), go to a temporary folder; JupyterLab serves it on 127.0.0.1 with a
-random token; Playwright opens each notebook, runs Run > Run All Cells, waits until every cell has run, and
-collects what a learner would notice: error outputs, stderr ("pink") boxes, widgets that did not render
+``playwright`` and ``jupyterlab`` (the dev extra). Copies of the two notebooks go to a temporary folder; JupyterLab
+serves it on 127.0.0.1 with a random token, its kernels editing each settings form for a CPU run as a learner
+would (``$MCQ_FORM_EDITS``: the embedded SmolLM2-135M, the local ECQA folder, a tiny train sample; 05 on the
+committed records in assets/results, so no model is evaluated) under a temporary root (``$MCQ_ROOT``).
+Playwright opens each notebook, runs Run > Run All Cells, waits until every cell has run, and collects what a
+learner would notice: error outputs, stderr ("pink") boxes, widgets that did not render
 ("Loading widget..." or a text repr such as ``VBox(children=...)``). It then moves the record browser's slider
 (01) and the CoT inspector's filter (05) and reads the change, and saves cropped PNGs. tests/test_browser.py
 asserts on the returned report.
@@ -37,10 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 DATA = Path(os.environ.get("ECQA_DATA", REPO.parent / "shared" / "data" / "ecqa"))
 
-# What each notebook is run with (names from its `parameters` cell; see scripts/run_pipeline.py's presets).
-PARAMETERS: dict[str, dict[str, Any]] = {
-    "01_data": {"MODEL": "smollm2-135m", "TRAIN_SAMPLE_SIZE": 12, "N_LENGTH_SAMPLE": 12},
-    "05_eval": {"MODEL": "smollm2-135m", "RESULTS_FROM": str(REPO / "assets" / "results")},
+# What each step's settings form is edited to (helpers.widgets.headless_edits; see scripts/run_pipeline.py's presets).
+FORM_EDITS: dict[str, dict[str, Any]] = {
+    "data": {"model": "smollm2-135m", "data_source": str(DATA.resolve()), "train_sample_size": 12},
+    "eval": {"results_from": str(REPO / "assets" / "results")},
 }
 # A widget shown as its Python repr instead of rendered: e.g. "VBox(children=(IntSlider(...".
 TEXT_REPR = re.compile(r"^\s*\w*(Box|Slider|Dropdown|Form|HTML|Accordion|Tab)\(\s*children=|^\s*\w+\(children=")
@@ -93,32 +94,12 @@ def missing() -> list[str]:
 
 # ---------------------------------------------------------------- notebooks and server
 def prepare(workdir: Path, names: list[str]) -> None:
-    """Parameterized copies of the notebooks in ``workdir/notebooks``, artifacts under ``workdir/artifacts``."""
-    import nbformat
-    from papermill.parameterize import parameterize_notebook
+    """Copies of the notebooks in ``workdir/notebooks`` (artifacts go under ``workdir/artifacts``, `jupyter_lab`)."""
+    import shutil
 
     (workdir / "notebooks").mkdir(parents=True, exist_ok=True)
     for name in names:
-        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
-        for cell in nb.cells:
-            cell.metadata.setdefault("tags", [])  # what papermill's execute_notebook would add first
-        nb.metadata.setdefault("papermill", {})
-        declared = {n for c in nb.cells if "parameters" in c.metadata.get("tags", []) for n in _assigned(c.source)}
-        params = {"DATA_SOURCE": str(DATA.resolve()), "ROOT": str(workdir / "artifacts"), **PARAMETERS[name]}
-        nb = parameterize_notebook(nb, {k: v for k, v in params.items() if k in declared})
-        nbformat.write(nb, workdir / "notebooks" / f"{name}.ipynb")
-
-
-def _assigned(source: str) -> set[str]:
-    import ast
-
-    return {
-        t.id
-        for node in ast.parse(source).body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-        if isinstance(t, ast.Name)
-    }
+        shutil.copy(REPO / "notebooks" / f"{name}.ipynb", workdir / "notebooks" / f"{name}.ipynb")
 
 
 def _free_port() -> int:
@@ -143,6 +124,8 @@ def jupyter_lab(root: Path, timeout: float = 90) -> Iterator[str]:
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "JUPYTER_DATA_DIR": str(home / "data"),  # no user kernelspec overrides this Python's python3
         "ECQA_DATA": str(DATA.resolve()),
+        "MCQ_FORM_EDITS": json.dumps(FORM_EDITS),  # read by helpers.widgets: the forms edited as a learner would
+        "MCQ_ROOT": str(root / "artifacts"),  # read by helpers.colab: the default root, where 01 saves its choices
     }
     cmd = [
         sys.executable,

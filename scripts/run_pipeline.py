@@ -3,145 +3,155 @@
     python scripts/run_pipeline.py --preset demo --data ../shared/data/ecqa --out runs/demo
 
 Presets: ``demo`` (the embedded SmolLM2-135M on CPU, a small seeded sample; `make demo`) and
-``smoke`` (the smallest run that executes every cell; used by the tests). The executed
-notebooks land in OUT/notebooks, the artifacts in OUT/artifacts, and the results table is
-printed at the end.
+``smoke`` (the smallest run that executes every cell; used by the tests). A preset is what a learner would type
+into each notebook's settings form, per step; the notebooks read it from ``$MCQ_FORM_EDITS`` (see
+`helpers.widgets.headless_edits`), and ``$MCQ_ROOT`` makes OUT/artifacts the default root, so no notebook cell
+holds a test hook. The executed notebooks land in OUT/notebooks, the artifacts in OUT/artifacts, and the results
+table is printed at the end.
+
+The notebooks run in their numbered order, as a learner runs them: 02 comes before 03 has made an SFT adapter, so
+it builds offline pairs (on-policy pairs sample the SFT model; 02 says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01_data", "02_pairs", "03_sft", "04_dpo", "05_eval"]
-# Order matters for the artifacts: pairs need the SFT adapter when on-policy, so 03 runs before 02.
-ORDER = ["01_data", "03_sft", "02_pairs", "04_dpo", "05_eval"]
+ORDER = NOTEBOOKS
+STEP_OF = {"01_data": "data", "02_pairs": "pairs", "03_sft": "sft", "04_dpo": "dpo", "05_eval": "eval"}
+FORM_EDITS_ENV, ROOT_ENV = "MCQ_FORM_EDITS", "MCQ_ROOT"  # read by helpers.widgets and helpers.colab
 
-COMMON = {"MODEL": "smollm2-135m", "TRAIN_SAMPLE_SIZE": 64}
+SMOL = "smollm2-135m"
+# Per step, the form fields a preset sets (DATA_SOURCE stands for --data). 01's go into ROOT/series.json.
 PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
-        "*": {**COMMON, "TRAIN_SAMPLE_SIZE": 12},
-        "02_pairs": {
-            "STRATEGY": "on_policy",
-            # a 3-step SFT model is rarely right: questions whose samples all agree fall back to the offline pair
-            "OVERRIDES": {
-                "samples_per_question": 2,
-                "max_new_tokens": 24,
-                "batch_size": 6,
-                "max_length": 384,
-                "when_all_agree": "offline",
-            },
+        "data": {"model": SMOL, "data_source": "DATA_SOURCE", "train_sample_size": 12},
+        # offline pairs (no SFT adapter yet when 02 runs); the sampling fields matter when it runs again after 03
+        "pairs": {
+            "train_sample_size": 12,
+            "samples_per_question": 2,
+            "max_new_tokens": 24,
+            "batch_size": 6,
+            "max_length": 384,
+            "when_all_agree": "offline",  # a 3-step SFT model is rarely right: agreeing questions get the offline pair
         },
-        # 3 steps: random batches, so 03's loss check compares like with like (grouping by length,
-        # the default, puts the longest batch first). FORM_EDITS go through the settings form, as a learner's do.
-        "03_sft": {
-            "FORM_EDITS": {"learning_rate": 3e-4, "quantize": False, "lora_r": 8, "lora_alpha": 16},
-            "OVERRIDES": {
-                "max_steps": 3,
-                "per_device_train_batch_size": 4,
-                "gradient_accumulation_steps": 1,
-                "gradient_checkpointing": False,
-                "group_by_length": False,
-                "save_steps": 2,
-                "logging_steps": 1,
-                "max_length": 320,
-            },
+        # 3 steps of random batches, so 03's loss check compares like with like (grouping by length, the default,
+        # puts the longest batch first)
+        "sft": {
+            "train_sample_size": 12,
+            "learning_rate": 3e-4,
+            "quantize": False,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "max_steps": 3,
+            "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "gradient_checkpointing": False,
+            "group_by_length": False,
+            "save_steps": 2,
+            "logging_steps": 1,
+            "max_length": 320,
         },
-        "04_dpo": {
-            "FORM_EDITS": {"beta": 0.2, "learning_rate": 1e-5},
-            "OVERRIDES": {
-                "max_steps": 3,
-                "per_device_train_batch_size": 2,
-                "gradient_accumulation_steps": 1,
-                "gradient_checkpointing": False,
-                "save_steps": 2,
-                "logging_steps": 1,
-                "max_length": 384,
-            },
+        "dpo": {
+            "beta": 0.2,
+            "learning_rate": 1e-5,
+            "max_steps": 3,
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 1,
+            "gradient_checkpointing": False,
+            "save_steps": 2,
+            "logging_steps": 1,
+            "max_length": 384,
         },
-        "05_eval": {"EVAL_SAMPLE_SIZE": 6, "OVERRIDES": {"max_new_tokens": 24, "batch_size": 6}},
+        "eval": {"sample_size": 6, "max_new_tokens": 24, "batch_size": 6},
     },
     "demo": {  # sized for <= 15 minutes on 2 CPU cores (make demo)
-        "*": COMMON,
-        "02_pairs": {
-            "STRATEGY": "on_policy",
-            "TRAIN_SAMPLE_SIZE": 32,
-            # a bounded sampling budget (32 questions x 4 samples x at most 80 tokens) keeps the demo near 15 minutes
-            # a 16-step SFT model is rarely right: questions whose samples all agree fall back to the offline pair
-            "OVERRIDES": {
-                "samples_per_question": 4,
-                "max_new_tokens": 80,
-                "batch_size": 32,
-                "max_length": 448,
-                "when_all_agree": "offline",
-            },
+        "data": {"model": SMOL, "data_source": "DATA_SOURCE", "train_sample_size": 64},
+        "pairs": {"train_sample_size": 64, "max_length": 448},
+        "sft": {  # 16 steps of the recipe's LoRA (r64, all linear: ~1.4x the CPU time of r16 q/k/v/o)
+            "train_sample_size": 64,
+            "max_steps": 16,
+            "per_device_train_batch_size": 8,
+            "gradient_accumulation_steps": 1,
+            "gradient_checkpointing": False,
+            "save_steps": 8,
+            "logging_steps": 2,
+            "max_length": 384,
         },
-        "03_sft": {
-            "OVERRIDES": {  # 16 steps of the recipe's LoRA (r64, all linear: ~1.4x the CPU time of r16 q/k/v/o)
-                "max_steps": 16,
-                "per_device_train_batch_size": 8,
-                "gradient_accumulation_steps": 1,
-                "gradient_checkpointing": False,
-                "save_steps": 8,
-                "logging_steps": 2,
-                "max_length": 384,
-            }
+        "dpo": {
+            "max_steps": 6,
+            "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "learning_rate": 5e-5,
+            "gradient_checkpointing": False,
+            "save_steps": 3,
+            "logging_steps": 1,
+            "max_length": 448,
         },
-        "04_dpo": {
-            "OVERRIDES": {
-                "max_steps": 6,
-                "per_device_train_batch_size": 4,
-                "gradient_accumulation_steps": 1,
-                "learning_rate": 5e-5,
-                "gradient_checkpointing": False,
-                "save_steps": 3,
-                "logging_steps": 1,
-                "max_length": 448,
-            }
-        },
-        "05_eval": {"EVAL_SAMPLE_SIZE": 40, "OVERRIDES": {"max_new_tokens": 96, "batch_size": 20}},
+        "eval": {"sample_size": 40, "max_new_tokens": 96, "batch_size": 20},
     },
 }
 
 
-def parameters(preset: str, notebook: str, data: str, root: Path) -> dict:
-    """Papermill parameters for one notebook of a preset.
+def form_edits(preset: str, data: str) -> dict[str, dict]:
+    """A preset's edits per step, with ``--data`` in place of DATA_SOURCE."""
+    return {
+        step: {k: (data if v == "DATA_SOURCE" else v) for k, v in edits.items()}
+        for step, edits in PRESETS[preset].items()
+    }
 
-    The shared ones ("*", DATA_SOURCE, ROOT) go only to notebooks whose parameters cell declares
-    them; a notebook's own ones always go (papermill warns about a name the notebook lacks).
-    """
+
+@contextlib.contextmanager
+def headless(edits: dict[str, dict], root: Path) -> Iterator[None]:
+    """``$MCQ_FORM_EDITS`` and ``$MCQ_ROOT`` set for the notebooks' kernels (they inherit this environment)."""
+    before = {k: os.environ.get(k) for k in (FORM_EDITS_ENV, ROOT_ENV)}
+    os.environ[FORM_EDITS_ENV], os.environ[ROOT_ENV] = json.dumps(edits), str(root)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def execute(name: str, executed: Path, edits: dict[str, dict], root: Path, suffix: str = "") -> float:
+    """Execute one notebook into ``executed/NAME{suffix}.ipynb`` with a preset's form edits; its seconds."""
     import papermill as pm
 
-    table = PRESETS[preset]
-    declared = pm.inspect_notebook(str(REPO / "notebooks" / f"{notebook}.ipynb"))
-    shared = {k: v for k, v in {**table["*"], "DATA_SOURCE": data, "ROOT": str(root)}.items() if k in declared}
-    return {**shared, **table.get(notebook, {})}
-
-
-def run(preset: str, data: str, out: Path, only: list[str] | None = None, times: dict | None = None) -> Path:
-    """Execute the notebooks in order (seconds per notebook into ``times``); return the artifacts root."""
-    import papermill as pm
-
-    out = out.resolve()
-    root, executed = out / "artifacts", out / "notebooks"
-    executed.mkdir(parents=True, exist_ok=True)
-    data = str(Path(data).resolve()) if data != "hub" else data
-    names = [n for n in ORDER if not only or n in only]
-    for i, name in enumerate(names, 1):
-        start = time.perf_counter()
-        print(f"[{i}/{len(names)}] {name} ...", flush=True)
+    start = time.perf_counter()
+    with headless(edits, root):
         pm.execute_notebook(
             str(REPO / "notebooks" / f"{name}.ipynb"),
-            str(executed / f"{name}.ipynb"),
-            parameters=parameters(preset, name, data, root),
+            str(executed / f"{name}{suffix}.ipynb"),
             cwd=str(REPO / "notebooks"),
             kernel_name="python3",
             progress_bar=False,
         )
-        seconds = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def run(preset: str, data: str, out: Path, only: list[str] | None = None, times: dict | None = None) -> Path:
+    """Execute the notebooks in order (seconds per notebook into ``times``); return the artifacts root."""
+    out = out.resolve()
+    root, executed = out / "artifacts", out / "notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    data = str(Path(data).resolve()) if data != "hub" else data
+    edits = form_edits(preset, data)
+    names = [n for n in ORDER if not only or n in only]
+    for i, name in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        seconds = execute(name, executed, edits, root)
         if times is not None:
             times[name] = seconds
         print(f"[{i}/{len(names)}] {name} done in {seconds:.0f} s", flush=True)

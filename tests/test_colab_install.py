@@ -286,3 +286,23 @@ def test_every_notebook_installs_what_this_file_resolves():
     assert len(commands) == len(notebooks), f"expected one pip install per notebook, found:\n{commands}"
     assert len({re.sub(r"\s+", " ", c) for c in commands}) == 1, f"the notebooks install different things:\n{commands}"
     install_arguments(Path("package.whl"))  # raises when the command is neither form
+
+
+def test_the_install_cell_restarts_colab_once_for_what_it_replaced(resolve, tmp_path):
+    """What pip replaces on Colab, against what Colab had loaded before the first cell
+    (tests/fixtures/colab-preloaded.txt): the install cell's `restart_if_stale` restarts once (kills nothing here)."""
+    from test_colab import colab_loaded
+
+    from helpers import colab
+
+    report, pins = resolve["report"], resolve["pins"]
+    on_disk = {**pins, **{name: new for name, _old, new in changes(report, pins)}}
+    loaded = colab_loaded()
+    kills: list[int] = []
+    stale = colab.restart_if_stale(
+        loaded=loaded, on_disk=on_disk, colab=True, kill=lambda pid, sig: kills.append(sig), marker=tmp_path / "m"
+    )
+    replaced = sorted(name for name, old, _new in changes(report, pins) if old is not None and name in loaded)
+    print(f"\nreplaced packages Colab had loaded: {replaced}")
+    assert stale == replaced and "pyarrow" in stale, (stale, replaced)
+    assert kills == [9]
