@@ -43,9 +43,8 @@ def _paired(records: Iterable[dict] | pd.DataFrame, a: str, b: str, mode: str) -
     if missing:
         raise ValueError(f"no {mode} records of {sorted(missing)}: evaluate them first (05_eval, or run_eval)")
     cols = ["id", "parsed", "correct", "new_tokens", "failure", "output", "gold"]
-    left = df[df["variant"] == a][cols].set_index("id")
-    right = df[df["variant"] == b][cols].set_index("id")
-    return left.join(right, how="inner", lsuffix="_a", rsuffix="_b")
+    left, right = df[df["variant"] == a][cols], df[df["variant"] == b][cols]
+    return left.merge(right, on="id", how="inner", suffixes=("_a", "_b")).set_index("id")
 
 
 def changes(records: Iterable[dict] | pd.DataFrame, a: str = "sft", b: str = "dpo", mode: str = "cot") -> pd.Series:

@@ -109,9 +109,7 @@ def generate_batch(
     return [gens[i * k : (i + 1) * k] for i in range(len(prompts))]
 
 
-def continuous_config(
-    seed: int | None = None, max_sequences: int | None = None, cpu_tokens: int | None = None
-) -> Any:
+def continuous_config(seed: int | None = None, max_sequences: int | None = None, cpu_tokens: int | None = None) -> Any:
     """Continuous batching's settings: at most ``max_sequences`` decoding at once; the KV cache sized from free GPU
     memory, or on CPU (``cpu_tokens``: the workload's tokens) to the workload, not to the machine's RAM."""
     from transformers.generation.configuration_utils import ContinuousBatchingConfig

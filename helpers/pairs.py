@@ -351,8 +351,8 @@ def build_pairs(
                 samples[rec["id"]],
                 rng,
                 settings.pairs_per_question,
-                rejected_first=getattr(settings, "rejected_first", "wrong"),
-                weight_unsure=getattr(settings, "weight_unsure", False),
+                rejected_first=settings.rejected_first,
+                weight_unsure=settings.weight_unsure,
             )
             agree = settings.when_all_agree
             if not candidates and (agree == "skip" or (agree == "gold" and outcome == "all correct")):

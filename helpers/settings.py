@@ -44,6 +44,7 @@ from helpers.prompts import ANSWER_FORMATS
 
 T = TypeVar("T", bound="Settings")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "sigmoid_norm")  # TRL 1.16 losses on paired data
 
 
 def _need(ok: bool, message: str) -> None:
@@ -82,7 +83,11 @@ class Settings:
     quantize: bool | None = setting(
         None,
         "base weights: 4-bit NF4 (QLoRA) or full precision",
-        labels=((None, "auto (4-bit on a GPU for 1B models)"), (True, "4-bit"), (False, "full precision")),
+        labels=(
+            (None, "auto (4-bit to train on a GPU; full precision, adapter merged, to generate where it fits)"),
+            (True, "4-bit"),
+            (False, "full precision"),
+        ),
     )
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Settings:
@@ -343,6 +348,18 @@ class DPOSettings(TrainSettings, UsesSFTAdapter):
     nll_weight: float = setting(
         0.0, "weight of an NLL (SFT) term on the chosen answers beside the DPO loss (RPO); 0 = plain DPO", ge=0
     )
+    loss_type: str = setting(
+        "sigmoid",
+        "DPO's loss (TRL's loss_type): sigmoid is the paper's; ipo, hinge and robust bound or smooth it; apo_zero "
+        "pushes chosen up and rejected down in absolute terms",
+        choices=DPO_LOSSES,
+    )
+    eval_fraction: float = setting(
+        0.1,
+        "share of the pairs' questions kept out of training, to measure preference accuracy on pairs DPO never saw",
+        ge=0,
+        lt=1,
+    )
     variant: str = setting("dpo", "name of this model variant: its folder under root/outputs (e.g. dpo-offline)")
     precompute_ref_log_probs: bool = setting(False, "one reference pass before training instead of one per step")
 
@@ -404,8 +421,20 @@ class PairSettings(Settings, UsesSFTAdapter):
     )
     when_all_agree: str = setting(
         "skip",
-        "on_policy, when all samples are right or all wrong: use the offline pair, or skip the question",
-        choices=("offline", "skip"),
+        "on_policy, when all samples are right or all wrong: use the offline pair, skip the question, or (gold) "
+        "pair the gold explanation against the model's own wrong sample where all are wrong",
+        choices=("offline", "skip", "gold"),
+    )
+    rejected_first: str = setting(
+        "wrong",
+        "on_policy, the rejected side: a wrong letter first (wrong), or a failure first (failure: a loop that ran "
+        "out of tokens, or no answer line)",
+        choices=("wrong", "failure"),
+    )
+    weight_unsure: bool = setting(
+        False,
+        "on_policy: more pairs for the questions the model is unsure of (pairs_per_question x 4p(1-p), p = the "
+        "share of right samples)",
     )
     max_length: int = setting(
         512, "pairs whose prompt + longer side exceed this many tokens are dropped (DPO's max_length)", ge=64

@@ -154,9 +154,31 @@ def pairs_for_dpo(s: DPOSettings) -> Dataset:
         )
     refuse_holdout(pair_ds["id"], s.sft_dir, f"DPO on {s.pairs}")
     refuse_other_answer_format(made_by.get("answer_format", "letter"), s.sft_dir, f"the pairs in {s.pairs}")
+    train_ids = set(split_pairs(s, pair_ds)[0])
+    pair_ds = pair_ds.filter(lambda row: str(row["id"]) in train_ids)
     if s.train_sample_size and s.train_sample_size < pair_ds.num_rows:  # a seeded subset of the pairs
         pair_ds = pair_ds.shuffle(seed=s.seed).select(range(s.train_sample_size))
     return pair_ds
+
+
+def split_pairs(s: DPOSettings, pair_ds: Any) -> tuple[list[str], list[str]]:
+    """(question ids DPO trains on, ids held out for preference accuracy): ``eval_fraction`` of the questions,
+    seeded, whole questions (`helpers.preference.held_out_split`)."""
+    from helpers.preference import held_out_split
+
+    ids = sorted({str(i) for i in pair_ds["id"]})
+    n = int(len(ids) * s.eval_fraction)
+    train, held = held_out_split([{"id": i} for i in ids], n, seed=s.seed) if n else ([{"id": i} for i in ids], [])
+    return [r["id"] for r in train], [r["id"] for r in held]
+
+
+def held_out_pairs(s: DPOSettings) -> list[dict]:
+    """The pairs of the questions `split_pairs` kept out of DPO's training."""
+    from helpers import pairs
+
+    pair_ds = pairs.read_pairs(s.pairs)
+    held = set(split_pairs(s, pair_ds)[1])
+    return [row for row in pair_ds if str(row["id"]) in held]
 
 
 def run_dpo(

@@ -154,7 +154,10 @@ def dpo_config(s: DPOSettings) -> Any:
     """`trl.DPOConfig`; prompts too long for max_length are filtered out in `pairs`, not truncated here."""
     from trl import DPOConfig
 
-    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.nll_weight]} if s.nll_weight else {}
+    loss = s.loss_type
+    losses = (
+        {"loss_type": [loss, "sft"], "loss_weights": [1.0, s.nll_weight]} if s.nll_weight else {"loss_type": [loss]}
+    )
     return DPOConfig(**common_args(s), beta=s.beta, precompute_ref_log_probs=s.precompute_ref_log_probs, **losses)
 
 

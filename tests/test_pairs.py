@@ -322,7 +322,7 @@ def test_samples_of_other_provenance_are_moved_aside_and_redone(tok, records, tm
     assert set(second) == set(first)
 
 
-@pytest.mark.parametrize("when_all_agree", ["offline", "skip"])
+@pytest.mark.parametrize("when_all_agree", ["offline", "skip", "gold"])
 def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypatch, when_all_agree):
     recs = records[:6]
     wrong = lambda r: next(x for x in LETTERS if x != r["answer"])  # noqa: E731
@@ -338,6 +338,9 @@ def test_build_pairs_on_policy_counts_outcomes(tok, records, tmp_path, monkeypat
     assert report.kinds["on-policy"] == 2
     if when_all_agree == "skip":
         assert len(pairs) == 2 and sum(report.dropped.values()) == 4
+    elif when_all_agree == "gold":  # all wrong: the gold explanation against one of them; all correct: skipped
+        assert report.kinds["gold vs own wrong sample"] == 2 and sum(report.dropped.values()) == 2
+        assert all(p["rejected_letter"] != p["gold"] for p in pairs)
     else:
         assert len(pairs) == 6 and not report.dropped
     assert P.samples_path(settings).is_file()
@@ -456,3 +459,13 @@ def test_real_on_policy_run_with_smollm2(tok, records, tmp_path, capsys):
     assert stale.is_file() and stale.read_text().count("\n") == 4
     redone = [json.loads(line) for line in P.samples_path(settings).read_text().splitlines()]
     assert sorted(r["id"] for r in redone) == sorted(r["id"] for r in records[:4])
+
+
+def test_dpo_keeps_a_share_of_the_pairs_questions_out_of_training(tmp_path):
+    from helpers import steps
+    from helpers.settings import DPOSettings
+
+    ids = [f"q{i}" for i in range(40)]
+    train, held = steps.split_pairs(DPOSettings(root=str(tmp_path), eval_fraction=0.1), {"id": ids + ids[:5]})
+    assert len(held) == 4 and len(train) == 36 and not set(train) & set(held)
+    assert steps.split_pairs(DPOSettings(root=str(tmp_path), eval_fraction=0.0), {"id": ids})[1] == []

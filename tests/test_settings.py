@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import training
-from helpers.settings import DPOSettings, EvalSettings, PairSettings, Settings, SFTSettings
+from helpers.settings import DPO_LOSSES, DPOSettings, EvalSettings, PairSettings, Settings, SFTSettings
 
 
 def test_sft_defaults_are_the_recipe():
@@ -22,7 +22,7 @@ def test_sft_defaults_are_the_recipe():
 
 
 def test_dpo_and_pair_defaults_are_the_recipe():
-    p = PairSettings()
+    p = PairSettings(run_size="full")  # the quick run size samples fewer questions (helpers.presets.RUN_SIZES)
     assert (p.strategy, p.samples_per_question, p.when_all_agree, p.train_sample_size) == (
         "on_policy",
         8,
@@ -30,7 +30,7 @@ def test_dpo_and_pair_defaults_are_the_recipe():
         1000,
     )
     s = DPOSettings()
-    assert s.learning_rate == 5e-6  # TRL's LoRA-DPO scale; the seed's 5e-5 cost 4.5 points
+    assert s.learning_rate == 5e-6  # the seed's 5e-5 cost 4.5 points (docs/recipe.md)
     assert s.beta == 0.1
     assert s.effective_batch_size == 8
     assert s.nll_weight == 0.0 and s.variant == "dpo"
@@ -178,6 +178,15 @@ def test_dpo_config_is_accepted_by_trl_and_carries_the_values(tmp_path):
     assert (c.beta, c.learning_rate, c.max_length) == (0.3, 1e-5, 320)
     assert c.precompute_ref_log_probs is True
     assert c.per_device_train_batch_size * c.gradient_accumulation_steps == 8
+    assert c.loss_type == ["sigmoid"]
+
+
+@pytest.mark.parametrize("loss", DPO_LOSSES)
+def test_every_dpo_loss_offered_is_one_trl_accepts_alone_and_beside_an_nll_term(tmp_path, loss):
+    c = training.dpo_config(DPOSettings(root=str(tmp_path), loss_type=loss, report_to="none"))
+    assert c.loss_type == [loss]
+    c = training.dpo_config(DPOSettings(root=str(tmp_path), loss_type=loss, nll_weight=0.2, report_to="none"))
+    assert (c.loss_type, c.loss_weights) == ([loss, "sft"], [1.0, 0.2])
 
 
 def test_lora_config_carries_the_values():

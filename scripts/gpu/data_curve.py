@@ -126,7 +126,14 @@ def main() -> None:
     args = parser.parse_args()
     smoke = dict(max_new_tokens=16, sample_size=4) if args.smoke else {}
     OUT.mkdir(parents=True, exist_ok=True)
-    common = dict(model="smollm2-135m", data_source=args.data, holdout_size=HOLDOUT, precision=args.precision, seed=42)
+    common = dict(
+        model="smollm2-135m",
+        data_source=args.data,
+        holdout_size=HOLDOUT,
+        precision=args.precision,
+        seed=42,
+        run_size="full",  # every size here is set by name; the held-out slice and validation are evaluated whole
+    )
     rows: list[dict] = []
     if args.base:
         records, seconds = holdout_eval(args.work / "base", ("base",), {**common, **smoke})

@@ -93,7 +93,9 @@ def main() -> None:
     torch.cuda.set_per_process_memory_fraction(min(1.0, T4_GIB / total))
     tok = load_tokenizer(args.tokenizer)
     model_dir = random_llama(Path(args.root) / "llama-3.2-1b-random", tok)
-    common = dict(model=str(model_dir), data_source=os.environ["ECQA_DATA"], root=args.root, precision="fp16")
+    common = dict(
+        model=str(model_dir), data_source=os.environ["ECQA_DATA"], root=args.root, precision="fp16", run_size="full"
+    )
     data = steps.load_data(SFTSettings(**common))
     rows = []
     sft = SFTSettings(**common, max_steps=args.sft_steps, save_steps=10**6, report_to="none")
