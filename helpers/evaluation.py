@@ -316,7 +316,7 @@ def prepare_records_file(out_path: Path, expected: Mapping[str, Any]) -> None:
     distributed.barrier()
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -340,7 +340,7 @@ def evaluate_variants(settings: EvalSettings, data: Any = None) -> pd.DataFrame:
             runner = getattr(sys.modules[__name__], mode.runner)
             rows += runner(model, tokenizer, questions, variant, out, **{p: getattr(settings, p) for p in mode.params})
         del loaded, model, tokenizer  # drop every reference before collecting
-        _free_memory()
+        free_memory()
     return pd.DataFrame(rows, columns=list(RECORD_FIELDS))
 
 

@@ -25,6 +25,7 @@ from helpers.eval_modes import MODE_NAMES, MODES, mode_label
 
 FAILURES = ("out_of_tokens", "dangling_anchor", "no_anchor")
 FILTERS = ("all", "fixed by SFT", "broken by DPO", "all variants wrong", "parse failures")
+DPO_FILTERS = ("all", "fixed by DPO", "broken by DPO", "changed, both wrong")  # 04_dpo: SFT against DPO
 _REQUIRED = ("id", "variant", "mode", "parsed", "correct", "new_tokens")
 
 
@@ -331,17 +332,20 @@ def inspector_filter(records_df: pd.DataFrame, name: str) -> list[str]:
     """Question ids (CoT mode only) that match a filter of `FILTERS`, in first-seen order.
 
     Variants: "base", "sft" and every variant whose name starts with "dpo". "broken by DPO" means the
-    SFT variant was right and at least one DPO variant is wrong; filters needing a variant absent from
-    the records match nothing.
+    SFT variant was right and at least one DPO variant is wrong; "fixed by DPO", SFT wrong and a DPO variant right;
+    "changed, both wrong", every variant wrong and a DPO variant's letter not SFT's (`DPO_FILTERS`; these need both
+    SFT's and a DPO variant's record of the question). Filters needing a variant absent from the records match nothing.
     """
-    if name not in FILTERS:
-        raise ValueError(f"unknown filter {name!r}; choose one of {FILTERS}")
+    if name not in FILTERS + DPO_FILTERS:
+        raise ValueError(f"unknown filter {name!r}; choose one of {FILTERS + DPO_FILTERS[1:]}")
     df = records_df.rename(columns={"model": "variant"}) if "variant" not in records_df else records_df
     cot = df[df["mode"] == "cot"]
     if cot.empty:
         return []
     correct = cot.pivot_table(index="id", columns="variant", values="correct", aggfunc="first", sort=False)
-    correct = correct.map(_is_true).reindex(list(dict.fromkeys(cot["id"])))
+    correct = correct.reindex(list(dict.fromkeys(cot["id"])))
+    answered = correct.notna()
+    correct = correct.map(_is_true)
     dpo = [v for v in correct.columns if str(v).startswith("dpo")]
     if name == "all":
         keep = pd.Series(True, index=correct.index)
@@ -349,10 +353,19 @@ def inspector_filter(records_df: pd.DataFrame, name: str) -> list[str]:
         if not {"base", "sft"} <= set(correct.columns):
             return []
         keep = ~correct["base"] & correct["sft"]
-    elif name == "broken by DPO":
+    elif name in ("broken by DPO", "fixed by DPO", "changed, both wrong"):
         if "sft" not in correct.columns or not dpo:
             return []
-        keep = correct["sft"] & ~correct[dpo].all(axis=1)
+        both = answered["sft"] & answered[dpo].any(axis=1)
+        if name == "broken by DPO":
+            keep = correct["sft"] & ~correct[dpo].all(axis=1)
+        elif name == "fixed by DPO":
+            keep = both & ~correct["sft"] & correct[dpo].any(axis=1)
+        else:  # SFT and a DPO variant both wrong, with different letters (or one without a letter)
+            letters = cot.pivot_table(index="id", columns="variant", values="parsed", aggfunc="first", sort=False)
+            letters = letters.reindex(correct.index).fillna("-")
+            moved = pd.concat([letters[v] != letters["sft"] for v in dpo], axis=1).any(axis=1)
+            keep = both & ~correct["sft"] & ~correct[dpo].any(axis=1) & moved
     elif name == "all variants wrong":
         keep = ~correct.any(axis=1)
     else:  # parse failures

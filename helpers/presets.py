@@ -35,6 +35,11 @@ PRESETS: dict[str, ModelPreset] = {
 # Sizes a run size gives the fields a learner leaves unset (`helpers.settings.Settings.run_size`), per step.
 # quick: small sizes that run 01 -> 05 in one short T4 sitting; full: every field at its own default.
 RUN_SIZES: dict[str, dict[str, dict[str, int | None]]] = {
-    "quick": {"sft": {"train_sample_size": 2000}, "pairs": {"train_sample_size": 300}, "eval": {"sample_size": 300}},
+    "quick": {
+        "sft": {"train_sample_size": 2000},
+        "pairs": {"train_sample_size": 300},
+        "dpo": {"compare_questions": 300},
+        "eval": {"sample_size": 300},
+    },
     "full": {},
 }

@@ -354,6 +354,11 @@ class DPOSettings(TrainSettings, UsesSFTAdapter):
         "pushes chosen up and rejected down in absolute terms",
         choices=DPO_LOSSES,
     )
+    compare_questions: int | None = setting(
+        None,
+        "validation questions the SFT and the DPO model each answer after training, compared side by side; None = all",
+        ge=1,
+    )
     eval_fraction: float = setting(
         0.1,
         "share of the pairs' questions kept out of training, to measure preference accuracy on pairs DPO never saw",

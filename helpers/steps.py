@@ -172,6 +172,45 @@ def split_pairs(s: DPOSettings, pair_ds: Any) -> tuple[list[str], list[str]]:
     return [r["id"] for r in train], [r["id"] for r in held]
 
 
+def compare_with_sft(s: DPOSettings, data: DatasetDict | None = None, max_new_tokens: int = 192) -> tuple[Any, dict]:
+    """After DPO: the SFT and the DPO model each answer ``compare_questions`` validation questions (greedy CoT,
+    records under ``<output_dir>/compare``, resumable) and score the held-out pairs (`helpers.preference`).
+
+    Returns (the records as a DataFrame, the held-out preference report; empty without held-out pairs).
+    """
+    import pandas as pd
+
+    from helpers import evaluation, preference
+
+    ev = EvalSettings(
+        model=s.model,
+        data_source=s.data_source,
+        root=s.root,
+        holdout_size=s.holdout_size,
+        seed=s.seed,
+        run_size="full",
+        sample_size=s.compare_questions,
+    )
+    questions = evaluation.validation_records(ev, data or load_data(s))
+    held = held_out_pairs(s) if s.eval_fraction else []
+    rows: list[dict] = []
+    scores = {}
+    for name, folder in (("sft", s.sft_dir), (s.variant, s.output_dir)):
+        model = models.load_adapter_model(folder, precision=s.precision, quantize=s.quantize)
+        tok = models.load_tokenizer(models.adapter_base(folder))
+        path = s.output_dir / "compare" / f"{name}-cot.jsonl"
+        expected = {"adapter": provenance.adapter_hash(folder), "max_new_tokens": max_new_tokens}
+        evaluation.prepare_records_file(path, {**expected, "dtype": str(model.dtype)})
+        rows += evaluation.evaluate_cot(model, tok, questions, name, path, max_new_tokens=max_new_tokens)
+        if held:
+            scores[name] = preference.pair_log_probs(model, tok, held)
+        del model
+        evaluation.free_memory()
+    report = preference.preference_report(scores["sft"], scores[s.variant]) if held else {}
+    (s.output_dir / "compare" / "preference.json").write_text(json.dumps(report, indent=1) + "\n")
+    return pd.DataFrame(rows), report
+
+
 def held_out_pairs(s: DPOSettings) -> list[dict]:
     """The pairs of the questions `split_pairs` kept out of DPO's training."""
     from helpers import pairs

@@ -68,3 +68,14 @@ def test_paired_difference_interval_widens_with_disagreement_and_refuses_unpaire
 def test_a_variant_without_records_is_named_with_the_fix():
     with pytest.raises(ValueError, match=r"no cot records of \['dpo-x'\]"):
         contrast.contrast(RECORDS, b="dpo-x")
+
+
+def test_the_inspectors_dpo_filters_pick_the_questions_changes_names():
+    import pandas as pd
+
+    from helpers import metrics
+
+    kinds = contrast.changes(RECORDS)
+    records = pd.DataFrame(RECORDS)
+    for name, kind in (("fixed by DPO", "fixed"), ("broken by DPO", "broken"), ("changed, both wrong",) * 2):
+        assert metrics.inspector_filter(records, name) == list(kinds[kinds == kind].index), name
