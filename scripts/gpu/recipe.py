@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-BASE = {"model": "smollm2-135m", "holdout_size": 500, "seed": 42}
+BASE = {"model": "smollm2-135m", "holdout_size": 500, "seed": 42, "run_size": "full"}  # sizes as each lever sets
 DATA = os.environ.get("ECQA_DATA", "../shared/data/ecqa")  # the ECQA folder (scripts/gpu/setup.sh sets it)
 FAST = {"gradient_checkpointing": False, "save_steps": 200}  # speed only: the same optimisation
 ALL64 = {"target_modules": "all-linear", "lora_r": 64, "lora_alpha": 128}
@@ -90,6 +90,44 @@ DPO_LEVERS: dict[str, dict] = {
         "beta": 0.1,
         "nll_weight": 0.2,
         PAIRS_KEY: {**STAR_SAMPLES, "pairs_per_question": 1},
+    },
+    # Added 2026-12-07 (assets/recipe/NOTES.md, predictions first): pairs aimed at what SFT leaves wrong, and a
+    # bounded loss, each on top of dpo-lr5e-5-beta0.1-nll0.2-4pairs (the last, all three pair levers together).
+    "dpo-lr5e-5-beta0.1-nll0.2-4pairs-failures-first": {
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "nll_weight": 0.2,
+        PAIRS_KEY: {"pairs_per_question": 4, "rejected_first": "failure"},
+    },
+    "dpo-lr5e-5-beta0.1-nll0.2-4pairs-unsure": {
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "nll_weight": 0.2,
+        PAIRS_KEY: {"pairs_per_question": 4, "weight_unsure": True},
+    },
+    "dpo-lr5e-5-beta0.1-nll0.2-4pairs-gold": {
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "nll_weight": 0.2,
+        PAIRS_KEY: {"pairs_per_question": 4, "when_all_agree": "gold"},
+    },
+    "dpo-lr5e-5-beta0.1-nll0.2-ipo-4pairs": {
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "nll_weight": 0.2,
+        "loss_type": "ipo",
+        PAIRS_KEY: {"pairs_per_question": 4},
+    },
+    "dpo-lr5e-5-beta0.1-nll0.2-4pairs-failures-first-unsure-gold": {
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "nll_weight": 0.2,
+        PAIRS_KEY: {
+            "pairs_per_question": 4,
+            "rejected_first": "failure",
+            "weight_unsure": True,
+            "when_all_agree": "gold",
+        },
     },
 }
 PAIRS = {
@@ -312,7 +350,7 @@ def dpo_jobs(top: Path, start: str, levers: list[str]) -> dict[str, Job]:
         shutil.copytree(pairs_root, root, dirs_exist_ok=True)
         lever = dict(DPO_LEVERS[name])
         own_pairs = lever.pop(PAIRS_KEY, None)
-        dpo = {**FAST, "quantize": shared.get("quantize"), "variant": "dpo", **lever}
+        dpo = {**FAST, "quantize": shared.get("quantize"), "variant": "dpo", "eval_fraction": 0.0, **lever}
         steps: list[Step] = [
             cli("dpo", root, dpo),
             cli("eval", root, {**EVAL, "quantize": shared.get("quantize"), "variants": "dpo"}),
