@@ -1,17 +1,23 @@
-"""The free-Colab T4 run rehearsed at Llama-3.2-1B size on a bigger GPU: fp16, GPU memory capped at 15 GB.
+"""The free-Colab T4 run rehearsed at Llama-3.2-1B size on a bigger GPU: fp16, GPU memory capped at 15 GB, and a
+labelled T4 estimate per notebook for the quick and the full path.
 
     python scripts/gpu/t4_rehearsal.py --questions 256 --sft-steps 30 --dpo-steps 20
 
 A model built from Llama-3.2-1B's config (random weights, its vocabulary of 128,256, tied embeddings;
-`benchmarks/train_speed.random_llama`) runs through the notebooks' own step functions with their default
-settings, forced to fp16 (a T4 has no bf16) and 4-bit NF4 (the default on CUDA), in ONE process whose GPU
-memory is capped with ``torch.cuda.set_per_process_memory_fraction`` at 15 GB (a T4's memory): SFT for some
-steps, on-policy sampling at k=4 for a few hundred questions, DPO for some steps, evaluation of a few hundred
-questions in every mode. Random weights never write an end-of-turn token, so every generation runs to its
-``max_new_tokens``: the generation rows are an upper bound on time per question. Prints one row per step
-(wall time, throughput, peak GPU memory, peak host RSS) and a labelled T4 estimate per notebook for the full
-data, and writes them to ``$OUT/t4-rehearsal.json``. The SmolLM2 tokenizer stands in for Llama's
-(``--tokenizer``; its ids all fit the 128,256-row embedding).
+`benchmarks/train_speed.random_llama`) runs through the notebooks' own step functions with their default settings,
+forced to fp16 (a T4 has no bf16), in ONE process whose GPU memory is capped with
+``torch.cuda.set_per_process_memory_fraction`` at 15 GB (a T4's memory): SFT for some steps, on-policy sampling for a
+few hundred questions, DPO for some steps, evaluation of a few hundred questions in every mode. Random weights never
+write an end-of-turn token, so every generation runs to its ``max_new_tokens``. Prints one row per step (wall time,
+throughput, peak GPU memory, peak host RSS) and writes them with the estimates to ``$OUT/t4-rehearsal.json``.
+
+The estimate (`estimates`; benchmarks/NOTES.md states the model): generation on a T4 takes, per new token, the T4's
+bound for 256 sequences decoding together (`benchmarks/generation_1b.bound`) plus the host time per token measured
+here (this card's time per token less its own bound, never below 0), for answers of the published SFT's mean length
+(64 tokens); training and scoring scale this card's time by the fp16 tensor peaks' ratio, as a range (10-15x: the
+4-bit kernels keep a big card far from its peak). The work of each path comes from the settings at that run size
+(`helpers.presets.RUN_SIZES`). The SmolLM2 tokenizer stands in for Llama's (``--tokenizer``; its ids all fit the
+128,256-row embedding).
 """
 
 from __future__ import annotations
@@ -33,16 +39,10 @@ from helpers.models import load_tokenizer  # noqa: E402
 from helpers.settings import DPOSettings, EvalSettings, PairSettings, SFTSettings  # noqa: E402
 
 T4_GIB = 15.0
-# H100 -> T4 scaling for the labelled estimate: training is compute-bound (fp16 tensor peak ~990 vs ~65
-# TFLOP/s dense, but the 4-bit kernels keep the H100 far from its peak: the measured ratio of a similar
-# workload is used as a range), decoding is memory-bound (3.35 TB/s vs 0.32 TB/s).
-SCALE = {"train": (10.0, 15.0), "generate": (8.0, 10.5), "score": (10.0, 15.0)}
-FULL = {  # the notebooks' full-data work with the default settings, in the units each row measures
-    "03_sft": ("sft", 1_600_000, "tokens (one epoch of 9,126 questions, ~175 tokens each)"),
-    "02_pairs": ("pairs", 2_000, "k=4 questions (the default 1,000 questions x 8 samples)"),
-    "04_dpo": ("dpo", 280_000, "tokens (~850 pairs from 02, ~330 tokens each)"),
-    "05_eval": ("eval", 1_221 * 3, "question-variants (base, SFT, DPO) in the default modes"),
-}
+SCALE = (10.0, 15.0)  # training and scoring: this card's time x this range (see the module docstring)
+ANSWER_TOKENS = 64  # the published SFT's mean greedy CoT answer (python scripts/token_budget.py assets/results)
+TOKENS = {"sft": 175, "dpo": 330}  # mean tokens of an SFT example and of a DPO pair (prompt + both sides)
+CONCURRENCY = 256  # sequences decoding together in the bound
 
 
 def trained(result) -> float:
@@ -103,7 +103,9 @@ def main() -> None:
     small = data.copy()
     small["train"] = data["train"].select(range(args.questions))
     pairs = PairSettings(**common, strategy="on_policy")
-    rows.append(measured("pairs", lambda: steps.run_pairs(pairs, small), args.questions, "questions (k=4)"))
+    k = pairs.samples_per_question
+    rows.append(measured("pairs", lambda: steps.run_pairs(pairs, small), args.questions, f"questions (k={k})"))
+    rows[-1]["new_tokens"] = args.questions * k * pairs.max_new_tokens  # random weights: every sample full length
     dpo = DPOSettings(**common, max_steps=args.dpo_steps, save_steps=10**6, report_to="none")
     rows.append(measured("dpo", lambda: steps.run_dpo(dpo), trained, "tokens"))
     val = data.copy()
@@ -112,13 +114,15 @@ def main() -> None:
         n = args.cot_k_questions if mode == "cot@k" else args.questions
         ev = EvalSettings(**common, variants=("dpo",), modes=(mode,), sample_size=n)
         rows.append(measured(f"eval {mode}", lambda ev=ev: steps.run_eval(ev, val), n, "questions"))
+        if mode == "cot":
+            rows[-1]["new_tokens"] = n * ev.max_new_tokens
     result = {
         "device": torch.cuda.get_device_name(),
         "cap_gib": T4_GIB,
         "precision": "fp16",
-        "quantize": "4-bit",
+        "training": "4-bit QLoRA; generation and scoring from the merged fp16 model (continuous batching)",
         "rows": rows,
-        "estimates": estimates(rows),
+        "estimates": estimates(rows, len(data["train"])),
     }
     out = Path(os.environ.get("OUT", "."))
     (out / "t4-rehearsal.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -128,24 +132,62 @@ def main() -> None:
     print(pd.DataFrame(result["estimates"]).to_string(index=False))
 
 
-def estimates(rows: list[dict]) -> list[dict]:
-    """A labelled T4 wall-time range per notebook for the full data, from the measured rates."""
-    rate = {r["step"]: r.get("train_rate") or r["rate"] for r in rows}  # training: without the model's loading
-    default_modes = EvalSettings().modes
-    evals = [r for r in rows if r["step"].removeprefix("eval ") in default_modes]
-    rate["eval"] = 1 / sum(1 / r["rate"] for r in evals)  # one question through every mode
+def path_work(run_size: str, train_questions: int) -> dict[str, dict[str, float]]:
+    """What each notebook does on one path: tokens trained, answers generated, questions scored."""
+    sft, pairs = SFTSettings(run_size=run_size), PairSettings(run_size=run_size)
+    dpo, ev = DPOSettings(run_size=run_size), EvalSettings(run_size=run_size)
+    n_sft = min(sft.train_sample_size or train_questions, train_questions)
+    n_pairs = min(pairs.train_sample_size or train_questions, train_questions)
+    n_eval = ev.sample_size or 1_221
+    n_compare = dpo.compare_questions or 1_221
+    kept = 0.85 * n_pairs * (1 - dpo.eval_fraction)  # pairs: the published run kept 832 of 1,000 questions
+    variants = len(ev.variants)
+    return {
+        "03_sft": {"train": n_sft * TOKENS["sft"] * sft.num_train_epochs},
+        "02_pairs": {"generate": n_pairs * pairs.samples_per_question * ANSWER_TOKENS},
+        "04_dpo": {"train": kept * TOKENS["dpo"] * dpo.num_train_epochs, "generate": 2 * n_compare * ANSWER_TOKENS},
+        "05_eval": {"generate": variants * n_eval * ANSWER_TOKENS, "score": variants * n_eval},
+    }
+
+
+def estimates(rows: list[dict], train_questions: int) -> list[dict]:
+    """A labelled T4 wall-time range per notebook and path, from the measured rows (see the module docstring)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import generation_1b as g
+    from transformers import LlamaConfig
+
+    from benchmarks.train_speed import LLAMA_32_1B
+
+    params, kv, attn = g.model_figures(LlamaConfig(**LLAMA_32_1B))
+    context = 160 + ANSWER_TOKENS / 2
+
+    def bound(card: str) -> float:
+        return g.bound(CONCURRENCY, context, params, kv * 2, 2, attn, g.card_figures(card))
+
+    by = {r["step"]: r for r in rows}
+    train_s = sum(by[k]["seconds"] for k in ("sft", "dpo")) / sum(by[k]["units"] for k in ("sft", "dpo"))
+    gen = [by["pairs"], by["eval cot"]]
+    here = bound(torch.cuda.get_device_name()) if g.card_figures(torch.cuda.get_device_name()) else float("inf")
+    per_token = sum(r["seconds"] for r in gen) / sum(r["new_tokens"] for r in gen)
+    host = max(0.0, per_token - 1 / here)
+    t4_token = 1 / bound("T4") + host
+    score_s = sum(by[f"eval {m}"]["seconds"] / by[f"eval {m}"]["units"] for m in ("cloze", "letter"))
     out = []
-    for notebook, (step, units, what) in FULL.items():
-        kind = "train" if step in ("sft", "dpo") else "generate"
-        lo, hi = (units / rate[step] * s / 60 for s in SCALE[kind])
-        out.append(
-            {
-                "notebook": notebook,
-                "work": f"{units:,} {what}",
-                "h100_capped_min": round(units / rate[step] / 60, 1),
-                "t4_estimate_min": f"{lo:.0f}-{hi:.0f}",
-            }
-        )
+    for run_size in ("quick", "full"):
+        for notebook, work in path_work(run_size, train_questions).items():
+            fixed = work.get("generate", 0) * t4_token
+            lo = fixed + (work.get("train", 0) * train_s + work.get("score", 0) * score_s) * SCALE[0]
+            hi = fixed + (work.get("train", 0) * train_s + work.get("score", 0) * score_s) * SCALE[1]
+            out.append(
+                {
+                    "notebook": notebook,
+                    "run_size": run_size,
+                    "work": {k: round(v) for k, v in work.items()},
+                    "t4_estimate_min": f"{lo / 60:.0f}-{hi / 60:.0f}",
+                    "t4_ms_per_new_token": round(1000 * t4_token, 3),
+                    "host_ms_per_new_token": round(1000 * host, 3),
+                }
+            )
     return out
 
 
