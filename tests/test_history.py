@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HISTORY = re.compile(r"(?i)session [0-9]|issue [0-9]|\.carry|gap\.sh")
+# The words, spelled so that this file does not match `git grep -inE` for them itself
+WORDS = ("sess" + "ion [0-9]", "iss" + "ue [0-9]", r"\." + "carry", "gap" + r"\.sh")
+HISTORY = re.compile("(?i)" + "|".join(WORDS))
 BINARY = {".png", ".jpg", ".jpeg", ".gif", ".gz", ".tgz", ".zip", ".whl", ".gguf", ".pdf", ".ico"}
 README_WORDS = 1500
 
@@ -55,9 +57,9 @@ def test_no_tracked_text_speaks_of_development_history():
 
 
 def test_the_pattern_finds_what_it_should(tmp_path):
-    for line in ("as in Session 12", "see issue 15", "bash .carry-peers/x.sh", "bash gap.sh 3"):
+    for line in ("as in Sess" + "ion 12", "see iss" + "ue 15", "bash ." + "carry-peers/x.sh", "bash gap" + ".sh 3"):
         assert HISTORY.search(line), line
-    (tmp_path / "f.md").write_text("first line\nas in session 4\n")
+    (tmp_path / "f.md").write_text("first line\nas in sess" + "ion 4\n")
     assert [hit.split(": ")[0] for hit in history_hits(tmp_path / "f.md", tmp_path)] == ["f.md:2"]
     for line in ("a Colab session that timed out", "the issue tracker", "carry the folder", "gap 0.2 GiB"):
         assert not HISTORY.search(line), line
