@@ -418,10 +418,10 @@ class PairSettings(Settings, UsesSFTAdapter):
     )
     temperature: float = setting(0.9, "on_policy: sampling temperature", gt=0)
     max_new_tokens: int = setting(160, "on_policy: longest sample in new tokens", ge=8)
-    # 256 sequences sampled 6.3x faster than 32 at Llama-3.2-1B size, 4-bit fp16, 6.6 GiB peak (benchmarks/NOTES.md)
     batch_size: int = setting(
         256,
-        "sequences generated per batch (questions per batch = batch_size // samples); lower it if memory runs out",
+        "sequences saved at a time (batch_size // samples questions); on CPU also decoded together (on a GPU "
+        "continuous batching sizes its batches from free memory)",
         ge=1,
     )
     when_all_agree: str = setting(
@@ -477,7 +477,12 @@ class EvalSettings(Settings):
     )
     sample_size: int | None = setting(None, "questions evaluated (a seeded sample); None = all", ge=1)
     max_new_tokens: int = setting(192, "cot: longest answer in new tokens", ge=8)
-    batch_size: int = setting(32, "questions per batch", ge=1)
+    batch_size: int = setting(
+        32,
+        "questions per batch: scored modes, and generation on CPU (on a GPU, continuous batching sizes its batches "
+        "from free memory; this many are saved at a time)",
+        ge=1,
+    )
     k: int = setting(8, "cot@k: sampled chains of thought per question", ge=2)
     temperature: float = setting(0.7, "cot@k: sampling temperature", gt=0)
     results_from: str = setting(
