@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "save_steps": 3,
             "logging_steps": 1,
             "max_length": 448,
-            "compare_questions": 20,
+            "compare_questions": 10,
         },
         "eval": {"sample_size": 40, "max_new_tokens": 96, "batch_size": 20},
     },
