@@ -64,6 +64,17 @@ def _decode(tokenizer: Any, ids: Any, eos: set[int]) -> Generation:
     return Generation(text.strip(), n)
 
 
+def sampling(temperature: float) -> dict[str, Any]:
+    """`generate` options: greedy at temperature 0, else plain sampling from the whole distribution (no top-k/p)."""
+    sample = temperature > 0
+    return {
+        "do_sample": sample,
+        "temperature": temperature if sample else None,
+        "top_p": 1.0 if sample else None,
+        "top_k": 0 if sample else None,
+    }
+
+
 def _eos_set(model: Any, tokenizer: Any) -> set[int]:
     configured = model.generation_config.eos_token_id
     ids = {configured} if isinstance(configured, int) else set(configured or [])
@@ -90,14 +101,10 @@ def generate_batch(
         generate_kwargs = {**GPU_GENERATE_OPTIONS, **generate_kwargs}
     tokenizer.padding_side = "left"
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    sample = temperature > 0
     out = model.generate(
         **enc,
         max_new_tokens=max_new_tokens,
-        do_sample=sample,
-        temperature=temperature if sample else None,
-        top_p=1.0 if sample else None,
-        top_k=0 if sample else None,
+        **sampling(temperature),
         num_return_sequences=num_return_sequences,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -139,14 +146,11 @@ def generate_continuous(  # no inference_mode here: the manager's thread updates
     from transformers.generation.continuous_batching.utils import WorkloadHints
 
     model.eval()
-    sample, k = temperature > 0, num_return_sequences
+    k = num_return_sequences
     eos = _eos_set(model, tokenizer)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
-        do_sample=sample,
-        temperature=temperature if sample else None,
-        top_p=1.0 if sample else None,
-        top_k=0 if sample else None,
+        **sampling(temperature),
         num_return_sequences=k,
         eos_token_id=-1 if ignore_eos else sorted(eos),
         pad_token_id=tokenizer.pad_token_id,
