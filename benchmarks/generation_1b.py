@@ -13,8 +13,10 @@ as the project loads an SFT adapter (`helpers.models.load_adapter_model`). Each 
 * ``merged-generate``: the adapter merged into the fp16/bf16 base, the same ``generate`` engine;
 * ``merged-compiled``: the same with ``generate``'s own ``torch.compile`` of the static-cache decode step;
 * ``merged-continuous``: the merged model through `helpers.generation`'s ``continuous`` engine (transformers'
-  continuous batching: paged cache, CUDA graphs, finished slots refilled, a prompt's prefill shared by its samples),
-  at most ``--batch`` sequences decoding together.
+  continuous batching: paged cache, finished slots refilled, a prompt's prefill shared by its samples), at most
+  ``--batch`` sequences decoding together; each row includes the manager's start (cache allocation, warm-up);
+* ``merged-continuous-graphs``: the same with CUDA graphs forced on (transformers leaves them off for SDPA's paged
+  attention, which needs a mask).
 
 Two stages at the project's settings (`PairSettings`, `EvalSettings`): ``sampling`` (k samples per question at T=0.9,
 160 new tokens) and ``cot-eval`` (greedy, 192 new tokens). Random weights almost never write eos and a real model
@@ -54,7 +56,7 @@ STAGES = {
     "sampling": (PAIRS.samples_per_question, PAIRS.temperature, PAIRS.max_new_tokens),
     "cot-eval": (1, 0.0, EVAL.max_new_tokens),
 }
-PATHS = ("4bit-generate", "merged-generate", "merged-continuous", "merged-compiled")
+PATHS = ("4bit-generate", "merged-generate", "merged-continuous", "merged-continuous-graphs", "merged-compiled")
 # Published dense fp16/bf16 tensor-core peak (FLOP/s) and memory bandwidth (bytes/s) of the cards this runs on
 CARDS = {
     "H100": (989e12, 3.35e12),  # H100 SXM5 80GB
@@ -119,8 +121,11 @@ def make_adapter(base: Path, folder: Path, tok) -> Path:
 def run_path(path: str, model, tok, texts: list[str], k: int, temperature: float, new: int, batch: int) -> int:
     """Generate for every text along ``path``; returns the new tokens generated."""
     kwargs = dict(max_new_tokens=new, temperature=temperature, num_return_sequences=k, ignore_eos=True, seed=0)
-    if path == "merged-continuous":
-        gens = generation.generate_all(model, tok, texts, engine="continuous", max_sequences=batch, **kwargs)
+    if path.startswith("merged-continuous"):
+        graphs = True if path.endswith("graphs") else None
+        gens = generation.generate_all(
+            model, tok, texts, engine="continuous", max_sequences=batch, cuda_graphs=graphs, **kwargs
+        )
     else:
         extra = {"disable_compile": False} if path == "merged-compiled" else {}
         gens = generation.generate_all(

@@ -32,7 +32,7 @@ from helpers import distributed, provenance
 from helpers.answers import extract_answer
 from helpers.data import load_ecqa
 from helpers.eval_modes import MODES
-from helpers.generation import Generation, generate_all
+from helpers.generation import Generation, generate_all, is_4bit
 from helpers.metrics import classify_failure, majority_vote, paired_comparisons, summarize
 from helpers.prompts import render_prompt
 from helpers.records import (  # noqa: F401  (re-exported: the records' API)
@@ -303,7 +303,7 @@ def records_provenance(
         "adapter": adapter_id,
         "mode": mode,
         "dtype": str(getattr(model, "dtype", "")),
-        "quantized": bool(getattr(model, "is_loaded_in_4bit", False)),
+        "quantized": is_4bit(model),
         **params,
     }
 

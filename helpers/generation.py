@@ -4,9 +4,9 @@ Two engines, one interface (`generate_all`), results in the input order:
 
 * ``continuous`` (the default on a GPU): transformers' continuous batching (``continuous_batching_context_manager``,
   the engine behind ``generate_batch``). A finished sequence frees its slot at once and the next prompt takes it, so a
-  batch is never held by its longest answer; the k samples of one prompt share its prefill (prefix sharing); decoding
-  runs in CUDA graphs; the KV cache is paged and sized from the GPU's free memory, so how many sequences decode
-  together is chosen from memory, not fixed.
+  batch is never held by its longest answer; the k samples of one prompt share its prefill (prefix sharing); the KV
+  cache is paged and sized from the GPU's free memory, so how many sequences decode together is chosen from memory,
+  not fixed. CUDA graphs are transformers' choice (off with SDPA's paged attention) unless ``cuda_graphs`` is set.
 * ``generate`` (the default on CPU, and for a 4-bit model): ``model.generate`` on length-sorted, left-padded batches
   of ``batch_size`` prompts, each row generated until eos or ``max_new_tokens``; on a GPU with transformers' static
   cache.
@@ -17,6 +17,7 @@ benchmarks/generation_1b.py measures both at Llama-3.2-1B shape against the card
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,16 +45,22 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[l
         yield order[start : start + batch_size]
 
 
+def is_4bit(model: Any) -> bool:
+    """Whether any layer of ``model`` holds 4-bit weights (bitsandbytes' ``Linear4bit``): read from the modules, since
+    a model dequantized after loading (`helpers.models.base_for_merge`) keeps transformers' loading flags."""
+    modules = getattr(model, "modules", None)
+    if modules is None:  # not a torch module: its flag is all there is to read
+        return bool(getattr(model, "is_loaded_in_4bit", False))
+    return any(type(m).__name__ == "Linear4bit" for m in modules())
+
+
 def pick_engine(model: Any, engine: str = "auto") -> str:
     """``auto``: continuous batching on a GPU for a full-precision model, else ``generate``."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine != "auto":
         return engine
-    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(
-        getattr(model, "base_model", None), "is_loaded_in_4bit", False
-    )
-    return "continuous" if model.device.type == "cuda" and not quantized else "generate"
+    return "continuous" if model.device.type == "cuda" and not is_4bit(model) else "generate"
 
 
 def _decode(tokenizer: Any, ids: Any, eos: set[int]) -> Generation:
@@ -106,23 +113,45 @@ def generate_batch(
         max_new_tokens=max_new_tokens,
         **sampling(temperature),
         num_return_sequences=num_return_sequences,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=sorted(_eos_set(model, tokenizer)),
         pad_token_id=tokenizer.pad_token_id,
         **generate_kwargs,
     )
-    eos = {tokenizer.eos_token_id}
+    eos = _eos_set(model, tokenizer)
     gens = [_decode(tokenizer, row, eos) for row in out[:, enc["input_ids"].shape[1] :].tolist()]
     k = num_return_sequences
     return [gens[i * k : (i + 1) * k] for i in range(len(prompts))]
 
 
-def continuous_config(seed: int | None = None, max_sequences: int | None = None, cpu_tokens: int | None = None) -> Any:
+MEMORY_CAP_ENV = "MCQ_GPU_MEMORY_GIB"  # a cap on this process's GPU memory that continuous batching must respect
+
+
+def continuous_config(
+    seed: int | None = None,
+    max_sequences: int | None = None,
+    cpu_tokens: int | None = None,
+    cuda_graphs: bool | None = None,
+) -> Any:
     """Continuous batching's settings: at most ``max_sequences`` decoding at once; the KV cache sized from free GPU
-    memory, or on CPU (``cpu_tokens``: the workload's tokens) to the workload, not to the machine's RAM."""
+    memory (within ``$MCQ_GPU_MEMORY_GIB`` when set: transformers reads the card's free memory, which a per-process
+    cap does not change), or on CPU (``cpu_tokens``: the workload's tokens) to the workload, not to the machine's RAM.
+    ``cuda_graphs`` None leaves transformers' choice (off with SDPA's paged attention, which needs a mask)."""
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
     blocks = None if cpu_tokens is None else math.ceil(cpu_tokens / ContinuousBatchingConfig.block_size) + 1
-    return ContinuousBatchingConfig(seed=seed, max_requests_per_batch=max_sequences, num_blocks=blocks)
+    share = None
+    cap = os.environ.get(MEMORY_CAP_ENV)
+    if cap and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        room = float(cap) * 2**30 - torch.cuda.memory_reserved()
+        share = min(0.9, max(0.01, 0.8 * room / free))
+    return ContinuousBatchingConfig(
+        seed=seed,
+        max_requests_per_batch=max_sequences,
+        num_blocks=blocks,
+        max_memory_percent=share,
+        use_cuda_graph=cuda_graphs,
+    )
 
 
 def generate_continuous(  # no inference_mode here: the manager's thread updates its cache in place
@@ -136,6 +165,7 @@ def generate_continuous(  # no inference_mode here: the manager's thread updates
     seed: int | None = None,
     max_sequences: int | None = None,
     ignore_eos: bool = False,
+    cuda_graphs: bool | None = None,
 ) -> Iterator[tuple[list[int], list[list[Generation]]]]:
     """The ``continuous`` engine: yield ``(indices, generations)`` as prompts finish, ``group_size`` prompts at a time.
 
@@ -155,42 +185,60 @@ def generate_continuous(  # no inference_mode here: the manager's thread updates
         eos_token_id=-1 if ignore_eos else sorted(eos),
         pad_token_id=tokenizer.pad_token_id,
     )
+    if not prompts:  # nothing left (a resumed run): no manager, no cache
+        return
     inputs = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     hints = WorkloadHints(max(map(len, inputs), default=0), max_new_tokens, len(inputs) * k)
     cpu_tokens = None if model.device.type == "cuda" else sum(len(i) + max_new_tokens for i in inputs) * k
+    stops = set() if ignore_eos else eos
+
+    def decode(ids: Any) -> Generation:
+        return _decode(tokenizer, ids, stops)
+
     with model.continuous_batching_context_manager(
         generation_config=config,
-        continuous_batching_config=continuous_config(seed, max_sequences, cpu_tokens),
+        continuous_batching_config=continuous_config(seed, max_sequences, cpu_tokens, cuda_graphs),
         workload_hints=hints,
         block=True,
         timeout=5,
     ) as manager:
-        ids = manager.add_requests(inputs=inputs, max_new_tokens=max_new_tokens)
-        index = {rid: i for i, rid in enumerate(ids)}
-        samples: dict[int, dict[int, Generation]] = {}
-        ready: list[int] = []
-        left = len(ids)
-        while left:
-            result = manager.get_result(timeout=1)
-            if result is None:
-                if not manager.is_running():
-                    raise RuntimeError("continuous batching stopped before every prompt finished")
-                continue
-            if not result.is_finished():
-                continue
-            if result.error is not None:
-                raise RuntimeError(f"generation failed for prompt {result.request_id}: {result.error}")
-            parent, _, child = result.request_id.partition(CHILD)
-            i = index[parent]
-            samples.setdefault(i, {})[int(child) + 1 if child else 0] = _decode(
-                tokenizer, result.generated_tokens, set() if ignore_eos else eos
+        try:
+            yield from _collect(
+                manager, manager.add_requests(inputs=inputs, max_new_tokens=max_new_tokens), k, group_size, decode
             )
-            if len(samples[i]) == k:
-                ready.append(i)
-                left -= 1
-            if len(ready) >= group_size or (ready and not left):
-                yield ready, [[done[s] for s in range(k)] for done in map(samples.pop, ready)]
-                ready = []
+        except BaseException:  # an error, a failed request or an interrupt: stop the thread now, before the teardown
+            manager.stop(block=True, hard_stop=True)
+            raise
+
+
+def _collect(
+    manager: Any, ids: list[str], k: int, group_size: int, decode: Any
+) -> Iterator[tuple[list[int], list[list[Generation]]]]:
+    """Finished requests grouped by prompt (its k samples together), ``group_size`` prompts at a time."""
+    index = {rid: i for i, rid in enumerate(ids)}
+    samples: dict[int, dict[int, Generation]] = {}
+    ready: list[int] = []
+    left = len(ids)
+    while left:
+        result = manager.get_result(timeout=1)
+        if result is None:
+            if not manager.is_running():
+                error = getattr(manager.background_thread_status, "fatal_error", None)
+                raise RuntimeError(f"continuous batching stopped before every prompt finished: {error}")
+            continue
+        if not result.is_finished():
+            continue
+        if result.error is not None:
+            raise RuntimeError(f"generation failed for prompt {result.request_id}: {result.error}")
+        parent, _, child = result.request_id.partition(CHILD)
+        i = index[parent]
+        samples.setdefault(i, {})[int(child) + 1 if child else 0] = decode(result.generated_tokens)
+        if len(samples[i]) == k:
+            ready.append(i)
+            left -= 1
+        if len(ready) >= group_size or (ready and not left):
+            yield ready, [[done[s] for s in range(k)] for done in map(samples.pop, ready)]
+            ready = []
 
 
 def generate_all(

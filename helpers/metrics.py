@@ -356,16 +356,18 @@ def inspector_filter(records_df: pd.DataFrame, name: str) -> list[str]:
     elif name in ("broken by DPO", "fixed by DPO", "changed, both wrong"):
         if "sft" not in correct.columns or not dpo:
             return []
-        both = answered["sft"] & answered[dpo].any(axis=1)
+        right = correct[dpo] & answered[dpo]  # a DPO variant without a record of the question counts for nothing
+        wrong = ~correct[dpo] & answered[dpo]
+        sft_right, sft_wrong = correct["sft"] & answered["sft"], ~correct["sft"] & answered["sft"]
         if name == "broken by DPO":
-            keep = correct["sft"] & ~correct[dpo].all(axis=1)
+            keep = sft_right & wrong.any(axis=1)
         elif name == "fixed by DPO":
-            keep = both & ~correct["sft"] & correct[dpo].any(axis=1)
-        else:  # SFT and a DPO variant both wrong, with different letters (or one without a letter)
+            keep = sft_wrong & right.any(axis=1)
+        else:  # SFT and every DPO variant that answered wrong, one of them with another letter (or none) than SFT's
             letters = cot.pivot_table(index="id", columns="variant", values="parsed", aggfunc="first", sort=False)
             letters = letters.reindex(correct.index).fillna("-")
-            moved = pd.concat([letters[v] != letters["sft"] for v in dpo], axis=1).any(axis=1)
-            keep = both & ~correct["sft"] & ~correct[dpo].any(axis=1) & moved
+            moved = pd.concat([(letters[v] != letters["sft"]) & answered[v] for v in dpo], axis=1).any(axis=1)
+            keep = sft_wrong & ~right.any(axis=1) & moved
     elif name == "all variants wrong":
         keep = ~correct.any(axis=1)
     else:  # parse failures

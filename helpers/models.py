@@ -206,7 +206,11 @@ def parameter_bytes(name_or_path: str, precision: str = "auto") -> int:
     """A model's weights in bytes at the compute dtype, counted on the meta device from its config (nothing loaded)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(resolve(name_or_path)[0], token=hf_token())
+    source = resolve(name_or_path)[0]
+    try:
+        config = AutoConfig.from_pretrained(source, token=hf_token())
+    except OSError as e:
+        raise _hub_errors(source, e) from e
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return sum(p.numel() for p in model.parameters()) * compute_dtype(precision).itemsize
@@ -260,11 +264,11 @@ def eos_ids(configured: int | list[int] | None, end_of_turn: int) -> int | list[
 
 
 def is_quantized(model: Any) -> bool:
-    """Whether a loaded model's base weights are 4-bit (bitsandbytes)."""
-    return bool(
-        getattr(model, "is_loaded_in_4bit", False)
-        or getattr(getattr(model, "base_model", None), "is_loaded_in_4bit", False)
-    )
+    """Whether a loaded model's base weights are 4-bit (bitsandbytes), read from its layers (`generation.is_4bit`):
+    a model dequantized after loading (`base_for_merge`) keeps transformers' ``is_loaded_in_4bit`` flag."""
+    from helpers.generation import is_4bit
+
+    return is_4bit(model)
 
 
 def has_adapter(folder: str | Path) -> bool:
@@ -350,7 +354,9 @@ def base_for_merge(adapter_dir: str | Path, precision: str = "auto") -> Any:
     if not trained_quantized(adapter_dir) or not can_load_4bit():
         return load_model(base, precision=precision, quantize=False)
     model = load_model(base, precision=precision, quantize=True)
-    return model.dequantize(dtype=compute_dtype(precision))
+    model = model.dequantize(dtype=compute_dtype(precision))
+    model.is_loaded_in_4bit = False  # transformers leaves the loading flag set after dequantizing
+    return model
 
 
 def save_merged(adapter_dir: str | Path, out_dir: str | Path, precision: str = "auto") -> Path:

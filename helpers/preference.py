@@ -28,7 +28,7 @@ def held_out_split(
     ids = sorted({str(p["id"]) for p in pairs})
     if n_questions >= len(ids) and ids:
         raise ValueError(
-            f"cannot hold out {n_questions} of {len(ids)} questions: lower eval_questions or build more pairs"
+            f"cannot hold out {n_questions} of {len(ids)} questions: lower eval_fraction or build more pairs"
         )
     held = set(random.Random(seed).sample(ids, n_questions))
     return [p for p in pairs if str(p["id"]) not in held], [p for p in pairs if str(p["id"]) in held]

@@ -358,6 +358,7 @@ class DPOSettings(TrainSettings, UsesSFTAdapter):
         None,
         "validation questions the SFT and the DPO model each answer after training, compared side by side; None = all",
         ge=1,
+        resume_free=True,
     )
     eval_fraction: float = setting(
         0.1,
@@ -438,8 +439,8 @@ class PairSettings(Settings, UsesSFTAdapter):
     )
     weight_unsure: bool = setting(
         False,
-        "on_policy: more pairs for the questions the model is unsure of (pairs_per_question x 4p(1-p), p = the "
-        "share of right samples)",
+        "on_policy, with pairs_per_question > 1: more pairs for the questions the model is unsure of "
+        "(pairs_per_question x 4p(1-p), p = the share of right samples)",
     )
     max_length: int = setting(
         512, "pairs whose prompt + longer side exceed this many tokens are dropped (DPO's max_length)", ge=64

@@ -114,6 +114,9 @@ def run_pairs(
         "holdout_size": s.holdout_size,
         "train_sample_size": s.train_sample_size,
         "pairs_per_question": s.pairs_per_question,
+        "rejected_first": s.rejected_first,
+        "weight_unsure": s.weight_unsure,
+        "when_all_agree": s.when_all_agree,
         "train_ids": provenance.ids_hash(data["train"]["id"]),
     }
     if on_policy:
@@ -195,6 +198,7 @@ def compare_with_sft(s: DPOSettings, data: DatasetDict | None = None, max_new_to
     held = held_out_pairs(s) if s.eval_fraction else []
     rows: list[dict] = []
     scores = {}
+    evaluation.free_memory()  # continuous batching sizes its cache from the memory free when it starts
     for name, folder in (("sft", s.sft_dir), (s.variant, s.output_dir)):
         model = models.load_adapter_model(folder, precision=s.precision, quantize=s.quantize)
         tok = models.load_tokenizer(models.adapter_base(folder))

@@ -79,3 +79,20 @@ def test_the_inspectors_dpo_filters_pick_the_questions_changes_names():
     records = pd.DataFrame(RECORDS)
     for name, kind in (("fixed by DPO", "fixed"), ("broken by DPO", "broken"), ("changed, both wrong",) * 2):
         assert metrics.inspector_filter(records, name) == list(kinds[kinds == kind].index), name
+
+
+def test_a_dpo_variant_without_a_record_of_a_question_counts_for_nothing_in_the_filters():
+    import pandas as pd
+
+    from helpers import metrics
+
+    records = pd.DataFrame(
+        [
+            *(rec("sft", "q1", "A"), rec("dpo", "q1", "A")),  # both right; dpo-2 never answered q1
+            *(rec("sft", "q2", "B"), rec("dpo", "q2", "B"), rec("dpo-2", "q2", "B")),  # unchanged, wrong
+            *(rec("sft", "q3", "A"), rec("dpo-2", "q3", "C")),  # broken by dpo-2
+        ]
+    )
+    assert metrics.inspector_filter(records, "broken by DPO") == ["q3"]
+    assert metrics.inspector_filter(records, "changed, both wrong") == []
+    assert metrics.inspector_filter(records, "fixed by DPO") == []

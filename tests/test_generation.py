@@ -48,15 +48,24 @@ def test_static_cache_gives_the_dynamic_cache_greedy_outputs_in_input_order(
     assert alone == [g.text for g in outs["dynamic"]]
 
 
+class Linear4bit:  # named as bitsandbytes' 4-bit layer, which is what the engine choice looks for
+    pass
+
+
 class _Model:
-    def __init__(self, device: str, four_bit: bool = False):
+    def __init__(self, device: str, four_bit: bool = False, flag: bool = False):
         self.device = types.SimpleNamespace(type=device)
-        self.is_loaded_in_4bit = four_bit
+        self.layers = [Linear4bit()] if four_bit else [object()]
+        self.is_loaded_in_4bit = flag  # transformers' loading flag, left set by dequantize()
+
+    def modules(self):
+        return [self, *self.layers]
 
 
 def test_auto_engine_is_continuous_batching_on_a_gpu_for_full_precision_weights_only():
     assert generation.pick_engine(_Model("cuda")) == "continuous"
-    assert generation.pick_engine(_Model("cuda", four_bit=True)) == "generate"  # bitsandbytes: no CUDA graphs
+    assert generation.pick_engine(_Model("cuda", four_bit=True)) == "generate"  # bitsandbytes' 4-bit layers
+    assert generation.pick_engine(_Model("cuda", flag=True)) == "continuous"  # dequantized: the flag stays set
     assert generation.pick_engine(_Model("cpu")) == "generate"
     assert generation.pick_engine(_Model("cpu"), "continuous") == "continuous"
     with pytest.raises(ValueError, match="engine must be one of"):

@@ -14,7 +14,7 @@ def test_a_questions_pairs_stay_on_one_side_of_the_split():
     assert len(held) == 6 and len(train) == 14
     assert not {p["id"] for p in train} & {p["id"] for p in held}
     assert preference.held_out_split(pairs, 3, seed=1) == (train, held)  # seeded
-    with pytest.raises(ValueError, match="lower eval_questions"):
+    with pytest.raises(ValueError, match="lower eval_fraction"):
         preference.held_out_split(pairs, 10)
 
 

@@ -5,8 +5,8 @@
 set -euo pipefail
 B="--tokenizer /tmp/g/tokenizer --data /tmp/g/ecqa --work /tmp/gen1b --out $OUT"
 python3 benchmarks/generation_1b.py --precision fp16 --batches 32 256 \
-  --paths 4bit-generate merged-generate merged-continuous $B 2>&1 | grep -v "Warning\|warn(" | tail -16
+  --paths 4bit-generate merged-generate merged-continuous merged-continuous-graphs $B 2>&1 | grep -v "Warning\|warn(" | tail -20
 python3 benchmarks/generation_1b.py --precision bf16 --batches 256 \
-  --paths 4bit-generate merged-generate merged-continuous $B 2>&1 | grep -v "Warning\|warn(" | tail -9
+  --paths 4bit-generate merged-generate merged-continuous merged-continuous-graphs $B 2>&1 | grep -v "Warning\|warn(" | tail -12
 python3 benchmarks/generation_1b.py --precision fp16 --batches 256 --stages cot-eval \
   --paths merged-compiled $B 2>&1 | grep -v "Warning\|warn(" | tail -3

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's benchmarks/ and helpers/
 from benchmarks.train_speed import random_llama  # noqa: E402
-from helpers import steps  # noqa: E402
+from helpers import generation, steps  # noqa: E402
 from helpers.models import load_tokenizer  # noqa: E402
 from helpers.settings import DPOSettings, EvalSettings, PairSettings, SFTSettings  # noqa: E402
 
@@ -91,6 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     total = torch.cuda.get_device_properties(0).total_memory / 2**30
     torch.cuda.set_per_process_memory_fraction(min(1.0, T4_GIB / total))
+    os.environ[generation.MEMORY_CAP_ENV] = str(T4_GIB)  # continuous batching sizes its cache within the cap
     tok = load_tokenizer(args.tokenizer)
     model_dir = random_llama(Path(args.root) / "llama-3.2-1b-random", tok)
     common = dict(
