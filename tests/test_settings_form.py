@@ -79,7 +79,7 @@ def out_of_range_cases() -> list[tuple]:
             inner, optional = optional_type(hints[f.name])
             for bad in out_of_range(f):
                 cases.append((cls, f.name, bad if optional else inner(bad)))
-    # the examples, as typed
+    # the examples a learner types
     cases += [
         (SFTSettings, "learning_rate", -1e-3),
         (SFTSettings, "lora_r", 0),
