@@ -225,7 +225,7 @@ def inference_4bit(name_or_path: str, quantize: bool | None, precision: str = "a
     if quantize is not None or not torch.cuda.is_available():
         return bool(quantize)
     total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-    return parameter_bytes(name_or_path, precision) > total / 2 and wants_4bit(name_or_path, None)
+    return wants_4bit(name_or_path, None) and parameter_bytes(name_or_path, precision) > total / 2
 
 
 def load_model(name_or_path: str, precision: str = "auto", quantize: bool | None = None) -> Any:

@@ -169,9 +169,8 @@ def split_pairs(s: DPOSettings, pair_ds: Any) -> tuple[list[str], list[str]]:
     seeded, whole questions (`helpers.preference.held_out_split`)."""
     from helpers.preference import held_out_split
 
-    ids = sorted({str(i) for i in pair_ds["id"]})
-    n = int(len(ids) * s.eval_fraction)
-    train, held = held_out_split([{"id": i} for i in ids], n, seed=s.seed) if n else ([{"id": i} for i in ids], [])
+    questions = [{"id": i} for i in sorted({str(i) for i in pair_ds["id"]})]
+    train, held = held_out_split(questions, int(len(questions) * s.eval_fraction), seed=s.seed)
     return [r["id"] for r in train], [r["id"] for r in held]
 
 
