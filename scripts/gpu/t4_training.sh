@@ -5,5 +5,5 @@
 set -euo pipefail
 python3 benchmarks/train_speed.py --stages sft --precision fp16 --memory-cap-gib 15 --steps ${STEPS:-16} \
   --configs default gc-on-gpu nogc nogc-noliger default --tag t4-cap-sft \
-  --tokenizer /tmp/g/tokenizer --data /tmp/g/ecqa --work /tmp/bench --out "$OUT" 2>&1 \
+  --tokenizer /tmp/g/tokenizer --data /tmp/g/ecqa --work /tmp/bench --out "$OUT" 2>&1 | tee "$OUT/t4-training.log" \
   | grep -v "Warning\|warn(\|it/s\]" | tail -8
