@@ -144,13 +144,15 @@ def sampling_provenance(settings: PairSettings) -> dict[str, Any]:
         "samples_per_question": settings.samples_per_question,
         "temperature": settings.temperature,
         "max_new_tokens": settings.max_new_tokens,
+        **({"greedy_sample": True} if settings.greedy_sample else {}),  # older samples' provenance stays as it was
     }
 
 
 def sample_on_policy(
     model: Any, tok: Any, records: Sequence[Mapping[str, Any]], settings: PairSettings, samples_path: str | Path
 ) -> dict[str, list[str]]:
-    """k = ``samples_per_question`` samples per question at ``temperature``, saved per batch; resumable.
+    """k = ``samples_per_question`` samples per question at ``temperature``, saved per batch; resumable. With
+    ``greedy_sample`` each question's greedy answer (as evaluation decodes it) is added last, k + 1 in all.
 
     Questions already in ``samples_path`` are reused when its provenance (`sampling_provenance`) matches;
     samples of another adapter or other sampling settings are moved aside and sampled again. ``batch_size``
@@ -166,6 +168,18 @@ def sample_on_policy(
     todo = list({r["id"]: r for r in records if r["id"] not in done}.values())
     if todo:
         prompts = [render_prompt(tok, r) for r in todo]
+        greedy: dict[int, list[str]] = {i: [] for i in range(len(todo))}
+        if settings.greedy_sample:  # one sequence a question: an eighth of the sampling below at k = 8
+            for idx, gens in generation.generate_all(
+                model,
+                tok,
+                prompts,
+                batch_size=settings.batch_size,
+                max_new_tokens=settings.max_new_tokens,
+                temperature=0.0,
+                num_return_sequences=1,
+            ):
+                greedy.update((i, [gs[0].text]) for i, gs in zip(idx, gens))
         batches = generation.generate_all(
             model,
             tok,
@@ -178,7 +192,7 @@ def sample_on_policy(
         )
         with tqdm(total=len(todo), desc=f"sampling {k} per question", unit="q") as bar:
             for idx, gens in batches:
-                rows = [{"id": todo[i]["id"], "samples": [g.text for g in gs]} for i, gs in zip(idx, gens)]
+                rows = [{"id": todo[i]["id"], "samples": [g.text for g in gs] + greedy[i]} for i, gs in zip(idx, gens)]
                 append_jsonl(path, rows)
                 done.update((row["id"], row["samples"]) for row in rows)
                 bar.update(len(rows))

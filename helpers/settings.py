@@ -437,6 +437,11 @@ class PairSettings(Settings, UsesSFTAdapter):
         "out of tokens, or no answer line)",
         choices=("wrong", "failure"),
     )
+    greedy_sample: bool = setting(
+        False,
+        "on_policy: also answer each question greedily and add that answer to its samples; evaluation is greedy, "
+        "and SFT's loops show up there far more often than among samples at a temperature",
+    )
     weight_unsure: bool = setting(
         False,
         "on_policy, with pairs_per_question > 1: more pairs for the questions the model is unsure of "

@@ -469,3 +469,23 @@ def test_dpo_keeps_a_share_of_the_pairs_questions_out_of_training(tmp_path):
     train, held = steps.split_pairs(DPOSettings(root=str(tmp_path), eval_fraction=0.1), {"id": ids + ids[:5]})
     assert len(held) == 4 and len(train) == 36 and not set(train) & set(held)
     assert steps.split_pairs(DPOSettings(root=str(tmp_path), eval_fraction=0.0), {"id": ids})[1] == []
+
+
+def test_greedy_sample_adds_each_questions_greedy_answer_last(tok, records, tmp_path, monkeypatch):
+    """greedy_sample: the greedy answer (temperature 0, one sequence) joins the k samples, and the samples' provenance
+    says so; without it the provenance of older samples is unchanged (they are not redone)."""
+    recs = records[:3]
+    fake_adapter(tmp_path)
+    settings = PairSettings(
+        root=str(tmp_path), samples_per_question=2, batch_size=4, temperature=0.7, max_new_tokens=16
+    )
+    assert "greedy_sample" not in P.sampling_provenance(settings)
+    greedy = settings.replace(greedy_sample=True)
+    assert P.sampling_provenance(greedy)["greedy_sample"] is True
+    fake = FakeGenerate()
+    monkeypatch.setattr("helpers.generation.generate_all", fake)
+    samples = P.sample_on_policy(object(), tok, recs, greedy, tmp_path / "samples.jsonl")
+    assert [(kw["temperature"], kw["num_return_sequences"]) for kw in fake.kwargs] == [(0.0, 1), (0.7, 2)]
+    for r in recs:
+        assert [s.split(" #")[1] for s in samples[r["id"]]] == ["0", "1", "0"]  # k samples, then the greedy one
+        assert all(s.startswith(r["question"]) for s in samples[r["id"]])

@@ -121,6 +121,7 @@ def expected_name(kind: str, lever: dict) -> str:
         parts += [lever["loss_type"]] if "loss_type" in lever else []
         parts += ["all-questions"] if recipe.STAR_SAMPLES.items() <= pairs.items() else []
         parts += [f"{pairs['pairs_per_question']}pairs"] if pairs.get("pairs_per_question", 1) > 1 else []
+        parts += ["greedy"] if pairs.get("greedy_sample") else []
         parts += ["failures-first"] if pairs.get("rejected_first") == "failure" else []
         parts += ["unsure"] if pairs.get("weight_unsure") else []
         parts += ["gold"] if pairs.get("when_all_agree") == "gold" else []

@@ -118,6 +118,15 @@ DPO_LEVERS: dict[str, dict] = {
         "loss_type": "ipo",
         PAIRS_KEY: {"pairs_per_question": 4},
     },
+    # Added 2026-12-08 (assets/recipe/NOTES.md): at a temperature SFT's samples hardly ever loop (0.4% without an
+    # answer line at T=0.7), so failures-first has almost nothing to reject; the greedy answer, where loops happen,
+    # joins the samples (pairs resampled under this lever's root).
+    "dpo-lr5e-5-beta0.1-nll0.2-4pairs-greedy-failures-first": {
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "nll_weight": 0.2,
+        PAIRS_KEY: {"pairs_per_question": 4, "rejected_first": "failure", "greedy_sample": True},
+    },
     "dpo-lr5e-5-beta0.1-nll0.2-4pairs-failures-first-unsure-gold": {
         "learning_rate": 5e-5,
         "beta": 0.1,
