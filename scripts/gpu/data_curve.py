@@ -11,7 +11,7 @@ and the last SFT adapter on all 1,221 validation questions with both generation 
 ``generate``, the project's engine before continuous batching, and ``continuous``) and reports how often their
 answers agree and each engine's accuracy and time. Rows (with wall times, the inputs of docs/speed.md's T4 estimates)
 go to ``$OUT/data-curve.json``; a short table is printed last. Needs the bundles of scripts/gpu/bundle.sh (all
-three: the embedded model's GGUF comes in two halves) and `. scripts/gpu/setup.sh`.
+three: the embedded model's GGUF comes in two parts) and `. scripts/gpu/setup.sh`.
 """
 
 from __future__ import annotations

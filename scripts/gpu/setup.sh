@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lay out what a GPU run needs on the device machine from the bundles that `bash scripts/gpu/bundle.sh` builds
-# (gpu-bundle/1: wheels, data, tokenizer; /2 and /3: the halves of SmolLM2's GGUF). Each call of the device runner
+# (gpu-bundle/1: wheels, data, tokenizer; /2 and /3: SmolLM2's GGUF in two parts). Each call of the device runner
 # brings one or more of them; everything lands in /tmp, which lives while the machine stays warm, so calls in a row
 # add up. Source it from the repository root: `. scripts/gpu/setup.sh`.
 G=/tmp/g; SITE=/tmp/site

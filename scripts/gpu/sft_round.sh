@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One SFT candidate on the GPU with the committed settings, then CoT evaluation on the held-out
 # train slice (never validation). It needs what `bash scripts/gpu/bundle.sh` builds: gpu-bundle/1 (wheels, the ECQA
-# data the settings files read) and gpu-bundle/2 and /3 (the halves of SmolLM2's GGUF), brought to the GPU machine in
+# data the settings files read) and gpu-bundle/2 and /3 (SmolLM2's GGUF in two parts), brought to the GPU machine in
 # calls in a row, each sourcing `. scripts/gpu/setup.sh` from the repository root. Then:
 #   bash scripts/gpu/sft_round.sh NAME LEARNING_RATE PRECISION [EXTRA --FIELD VALUE ...]
 # The adapter comes back as $OUT/NAME/adapter.tgz, which scripts/gpu/real_run.sh starts from.

@@ -2,7 +2,7 @@
 # The recipe screens of 2026-11-28 on one GPU (assets/recipe/NOTES.md: "STaR, and pairs from every question" and "a
 # second on-policy round"), in back-to-back calls of the device runner while the machine stays warm (/tmp keeps the
 # runs between them). It needs what `bash scripts/gpu/bundle.sh` builds: gpu-bundle/1 (wheels, ECQA data) and
-# gpu-bundle/2 and /3 (the two halves of SmolLM2's GGUF), brought to the GPU machine in calls in a row, each sourcing
+# gpu-bundle/2 and /3 (SmolLM2's GGUF in two parts), brought to the GPU machine in calls in a row, each sourcing
 # `. scripts/gpu/setup.sh` from the repository root (it lays out what each call brings). Then, one stage a call:
 #   . scripts/gpu/setup.sh; bash scripts/gpu/star_rounds.sh sample        # the SFT default retrained, then sampled:
 #       # every train question 4x (for STaR and DPO on every question), 1,000 questions 8x (for DPO on 4 pairs each)
