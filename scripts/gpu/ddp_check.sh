@@ -2,8 +2,8 @@
 # DDP check on a 2-GPU machine: the same SFT (SmolLM2-135M, 4-bit QLoRA, bf16) as one process and as two
 # (`accelerate launch --multi_gpu --num_processes 2`), then the 2-GPU adapter evaluated in CoT mode on 200
 # validation questions sharded over two processes. Prints one row per run and the merged record count.
-# It needs what `bash scripts/gpu/bundle.sh` builds: gpu-bundle/1 (wheels, ECQA data) and gpu-bundle/2 and /3 (the
-# SmolLM2's GGUF in two parts), brought to the 2-GPU machine (device kind nvidia-h100-x2) in calls in a row, each
+# It needs what `bash scripts/gpu/bundle.sh` builds: gpu-bundle/1 (wheels, ECQA data) and gpu-bundle/2 and /3
+# (SmolLM2's GGUF in two parts), brought to the 2-GPU machine (device kind nvidia-h100-x2) in calls in a row, each
 # sourcing `. scripts/gpu/setup.sh` from the repository root. Then: bash scripts/gpu/ddp_check.sh
 #
 # Both runs use per-device batch 16 and the same 60 steps, so the 2-GPU run sees twice the sequences per
