@@ -218,6 +218,31 @@ def pair_count(limit: int, correct: int, samples: int, weight_unsure: bool = Fal
     return max(1, round(limit * 4 * p * (1 - p)))
 
 
+def select_pairs(
+    answers: Sequence[str | None],
+    gold: str,
+    rng: random.Random,
+    limit: int = 1,
+    rejected_first: str = "wrong",
+    weight_unsure: bool = False,
+) -> list[tuple[int, int]]:
+    """Which samples `on_policy_pairs` pairs, from their parsed letters (None: no answer line): a list of (chosen,
+    rejected) sample indices; empty if all agree. The rules are `on_policy_pairs`'s."""
+    correct = [i for i, a in enumerate(answers) if a == gold]
+    wrong = [i for i, a in enumerate(answers) if a is not None and a != gold]
+    unparsed = [i for i, a in enumerate(answers) if a is None]
+    wrong, unparsed = rng.sample(wrong, len(wrong)), rng.sample(unparsed, len(unparsed))
+    rejected = unparsed + wrong if rejected_first == "failure" else wrong + unparsed
+    if not correct or not rejected:
+        return []
+    correct = rng.sample(correct, len(correct))
+    n = pair_count(limit, len(correct), len(answers), weight_unsure)
+    return [
+        (correct[i % len(correct)], rejected[i % len(rejected)])
+        for i in range(min(n, max(len(correct), len(rejected))))
+    ]
+
+
 def on_policy_pairs(
     tok: Any,
     record: Mapping[str, Any],
@@ -227,7 +252,7 @@ def on_policy_pairs(
     rejected_first: str = "wrong",
     weight_unsure: bool = False,
 ) -> list[dict]:
-    """Up to ``limit`` pairs of a correct sample vs a rejected one; empty if all agree.
+    """Up to ``limit`` pairs of a correct sample vs a rejected one; empty if all agree (`select_pairs` picks them).
 
     The rejected side's order (``rejected_first``): ``wrong``, wrong letters before unparseable samples (the
     contrast taught is the answer, not the format); ``failure``, unparseable samples (loops that ran out of tokens,
@@ -237,36 +262,39 @@ def on_policy_pairs(
     correct sample, not the shortest: picking the shortest would add a "shorter is better" preference on top of
     "correct is better", and DPO readily learns length.
     """
-    parsed = [(s, extract_answer(s)) for s in samples]
-    correct = [s for s, a in parsed if a == record["answer"]]
-    wrong = [(s, a) for s, a in parsed if a is not None and a != record["answer"]]
-    unparsed = [(s, None) for s, a in parsed if a is None]
-    wrong, unparsed = rng.sample(wrong, len(wrong)), rng.sample(unparsed, len(unparsed))
-    rejected = unparsed + wrong if rejected_first == "failure" else wrong + unparsed
-    if not correct or not rejected:
-        return []
-    correct = rng.sample(correct, len(correct))
-    n = pair_count(limit, len(correct), len(samples), weight_unsure)
-    pairs = []
-    for i in range(min(n, max(len(correct), len(rejected)))):
-        text, letter = rejected[i % len(rejected)]
-        kind = "on-policy" if letter is not None else "on-policy, failure rejected"
-        pairs.append(_pair(tok, record, correct[i % len(correct)], text, (record["answer"], letter), kind))
-    return pairs
+    answers = [extract_answer(s) for s in samples]
+    return [
+        _pair(
+            tok,
+            record,
+            samples[c],
+            samples[r],
+            (record["answer"], answers[r]),
+            "on-policy" if answers[r] is not None else "on-policy, failure rejected",
+        )
+        for c, r in select_pairs(answers, record["answer"], rng, limit, rejected_first, weight_unsure)
+    ]
+
+
+def gold_rejected(answers: Sequence[str | None], gold: str, rng: random.Random) -> int | None:
+    """The sample `gold_vs_sample_pair` rejects: a failure (no answer line) if there is one, else a wrong letter;
+    None if every sample is right."""
+    rejected = [i for i, a in enumerate(answers) if a is None] or [i for i, a in enumerate(answers) if a != gold]
+    return rng.choice(rejected) if rejected else None
 
 
 def gold_vs_sample_pair(
     tok: Any, record: Mapping[str, Any], samples: Sequence[str], rng: random.Random, answer_format: str = "letter"
 ) -> dict | None:
     """For a question the model got wrong every time: the gold explanation (the SFT target) as chosen against one
-    of the model's own wrong samples (a failure first, as `on_policy_pairs` with ``rejected_first='failure'``)."""
-    parsed = [(s, extract_answer(s)) for s in samples]
-    rejected = [x for x in parsed if x[1] is None] or [x for x in parsed if x[1] != record["answer"]]
-    if not rejected:
+    of the model's own wrong samples (`gold_rejected`: a failure first, as `on_policy_pairs` with
+    ``rejected_first='failure'``)."""
+    answers = [extract_answer(s) for s in samples]
+    i = gold_rejected(answers, record["answer"], rng)
+    if i is None:
         return None
-    text, letter = rng.choice(rejected)
     gold = target_text(record["explanation"], record["answer"], answer_text(record, record["answer"], answer_format))
-    return _pair(tok, record, gold, text, (record["answer"], letter), "gold vs own wrong sample")
+    return _pair(tok, record, gold, samples[i], (record["answer"], answers[i]), "gold vs own wrong sample")
 
 
 def _tokens(tok: Any, text: str) -> int:

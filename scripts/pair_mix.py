@@ -3,7 +3,7 @@
     python scripts/pair_mix.py assets/results --variant sft
 
 A ``<variant>-cot@k.jsonl(.gz)`` record keeps, per question, the letter each of its k samples gave (None where the
-sample has no answer line) and each sample's failure kind. That is all `helpers.pairs.on_policy_pairs` needs to know
+sample has no answer line) and each sample's failure kind. That is all `helpers.pairs.select_pairs` needs to know
 how many pairs a question gives and whether a pair's rejected side is a failure (a loop or no answer line) or a wrong
 letter. Per lever (`PairSettings` fields: ``rejected_first``, ``weight_unsure``, ``when_all_agree``) it prints the
 pairs, the questions they come from, and the share of pairs whose rejected side is a failure. The records are
@@ -14,10 +14,11 @@ the pair set itself.
 from __future__ import annotations
 
 import argparse
+import random
 from pathlib import Path
 
 from helpers.jsonl import read_jsonl
-from helpers.pairs import pair_count
+from helpers.pairs import OUTCOMES, gold_rejected, sample_outcome, select_pairs
 
 LEVERS = {  # name -> (rejected_first, weight_unsure, when_all_agree)
     "default (wrong first)": ("wrong", False, "skip"),
@@ -29,25 +30,19 @@ LEVERS = {  # name -> (rejected_first, weight_unsure, when_all_agree)
 
 
 def mix(records: list[dict], limit: int, rejected_first: str, weight_unsure: bool, when_all_agree: str) -> dict:
-    """Pair counts of one lever (the same arithmetic as `helpers.pairs.on_policy_pairs` and `build_pairs`)."""
+    """Pair counts of one lever: the samples `helpers.pairs.select_pairs` (and, where every sample is wrong,
+    `gold_rejected`) would pair, as `build_pairs` calls them."""
     pairs = failure_rejected = questions = gold = 0
     for r in records:
         votes = r["detail"]["votes"]
-        correct = sum(v == r["gold"] for v in votes)
-        unparsed = sum(v is None for v in votes)
-        wrong = len(votes) - correct - unparsed
-        rejected = unparsed + wrong
-        if correct and rejected:
-            n = min(pair_count(limit, correct, len(votes), weight_unsure), max(correct, rejected))
-            first = unparsed if rejected_first == "failure" else wrong
-            # pair i takes rejected sample i mod r of the ordered list: failures are the first `first` (or the last)
-            fails = sum(
-                (i % rejected < first) if rejected_first == "failure" else (i % rejected >= first) for i in range(n)
-            )
-            pairs, failure_rejected, questions = pairs + n, failure_rejected + fails, questions + 1
-        elif not correct and when_all_agree == "gold":
-            pairs, gold, questions = pairs + 1, gold + 1, questions + 1
-            failure_rejected += unparsed > 0  # gold_vs_sample_pair rejects a failure first
+        rng = random.Random(r["id"])  # which samples are picked varies with it; their counts and kinds do not
+        chosen = select_pairs(votes, r["gold"], rng, limit, rejected_first, weight_unsure)
+        if chosen:
+            questions, pairs = questions + 1, pairs + len(chosen)
+            failure_rejected += sum(votes[j] is None for _, j in chosen)
+        elif when_all_agree == "gold" and (j := gold_rejected(votes, r["gold"], rng)) is not None:
+            questions, pairs, gold = questions + 1, pairs + 1, gold + 1
+            failure_rejected += votes[j] is None
     return {
         "pairs": pairs,
         "questions": questions,
@@ -70,10 +65,11 @@ def main() -> None:
     records = list(read_jsonl(path))
     votes = [v for r in records for v in r["detail"]["votes"]]
     unparsed = sum(v is None for v in votes)
-    outcomes = {"all right": 0, "mixed": 0, "all wrong": 0}
-    for r in records:
-        c = sum(v == r["gold"] for v in r["detail"]["votes"])
-        outcomes["all right" if c == len(r["detail"]["votes"]) else "all wrong" if c == 0 else "mixed"] += 1
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    for r in records:  # sample_outcome reads texts: each vote written back as its answer line
+        outcomes[
+            sample_outcome({"answer": r["gold"]}, [f"Answer: {v}" if v else "" for v in r["detail"]["votes"]])
+        ] += 1
     print(
         f"{path}: {len(records)} questions x {len(votes) // len(records)} samples; {unparsed} samples "
         f"({unparsed / len(votes):.1%}) without an answer line; questions {outcomes}"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -489,3 +491,21 @@ def test_greedy_sample_adds_each_questions_greedy_answer_last(tok, records, tmp_
     for r in recs:
         assert [s.split(" #")[1] for s in samples[r["id"]]] == ["0", "1", "0"]  # k samples, then the greedy one
         assert all(s.startswith(r["question"]) for s in samples[r["id"]])
+
+
+def test_pair_mix_counts_what_select_pairs_and_gold_rejected_pick():
+    """scripts/pair_mix.py counts from letters alone: a failure is rejected first only under rejected_first=failure,
+    and a question whose samples are all wrong gives a pair only with when_all_agree=gold."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import pair_mix
+
+    recs = [
+        {"id": "mixed", "gold": "A", "detail": {"votes": ["A", "B", None, "A"]}},
+        {"id": "all wrong", "gold": "A", "detail": {"votes": ["B", None]}},
+        {"id": "all right", "gold": "A", "detail": {"votes": ["A", "A"]}},
+    ]
+    wrong_first = pair_mix.mix(recs, 1, "wrong", False, "skip")
+    assert wrong_first == {"pairs": 1, "questions": 1, "gold_pairs": 0, "failure_rejected_share": 0.0}
+    failure_first = pair_mix.mix(recs, 1, "failure", False, "gold")
+    assert failure_first == {"pairs": 2, "questions": 2, "gold_pairs": 1, "failure_rejected_share": 1.0}
+    assert pair_mix.mix(recs, 4, "wrong", False, "skip")["pairs"] == 2  # max(2 right, 2 rejected) different pairs
